@@ -170,6 +170,11 @@ INFERENCE = {
     "API_KEY": os.environ.get("CLOUDFLARE_API_KEY", ""),
     "BASE_URL": os.environ.get("CLOUDFLARE_BASE_URL", "https://api.cloudflare.com/client/v4"),
     "REDIS_URL": None if os.environ.get("CFAI_LOCAL_CACHE") else REDIS_URL,
+    # Operational knobs, also settable from the environment for workers and tests.
+    "MAX_ATTEMPTS": int(os.environ.get("CFAI_MAX_ATTEMPTS", "4")),
+    "RETRY_BACKOFF_BASE": float(os.environ.get("CFAI_RETRY_BACKOFF_BASE", "1.0")),
+    "RETRY_BACKOFF_MAX": float(os.environ.get("CFAI_RETRY_BACKOFF_MAX", "60.0")),
+    "QUEUE": os.environ.get("CFAI_QUEUE") or None,
 }
 
 LOGGING = {

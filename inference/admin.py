@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.utils.html import format_html
+
+from . import services
+from .models import APIKey, Run, RunMedia, Team, TeamMembership
+
+
+class TeamMembershipInline(admin.TabularInline):
+    model = TeamMembership
+    extra = 0
+    raw_id_fields = ["user"]
+
+
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin):
+    list_display = ["slug", "name", "created_at"]
+    search_fields = ["slug", "name"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [TeamMembershipInline]
+
+
+@admin.register(APIKey)
+class APIKeyAdmin(admin.ModelAdmin):
+    list_display = ["name", "prefix", "user", "team", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["team", ("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "prefix", "user__username"]
+    raw_id_fields = ["user", "team"]
+    readonly_fields = ["prefix", "created_at", "last_used_at"]
+    actions = ["revoke"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        key, raw = services.create_api_key(obj.user, name=obj.name, team=obj.team)
+        obj.pk = key.pk
+        obj.prefix, obj.hashed_key, obj.created_at = key.prefix, key.hashed_key, key.created_at
+        # Shown exactly once; only the digest is stored.
+        self.message_user(request, f"New API key (copy it now, it will not be shown again): {raw}", messages.WARNING)
+
+    @admin.action(description="Revoke selected keys")
+    def revoke(self, request, queryset):
+        from django.utils import timezone
+
+        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(request, f"Revoked {count} key(s).")
+
+
+class RunMediaInline(admin.TabularInline):
+    model = RunMedia
+    extra = 0
+    can_delete = False
+    fields = ["role", "field", "content_type", "size", "sha256", "link"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="file")
+    def link(self, obj):
+        return format_html('<a href="{}">download</a>', services.media_url(obj))
+
+
+@admin.register(Run)
+class RunAdmin(admin.ModelAdmin):
+    list_display = ["id", "created_at", "user", "team", "model", "task", "status_badge", "attempts", "upstream_ms"]
+    list_filter = ["status", "task", "source", "created_at", "team"]
+    search_fields = ["id", "model", "user__username", "metadata", "error_message"]
+    list_select_related = ["user", "team"]
+    date_hierarchy = "created_at"
+    raw_id_fields = ["user", "team", "api_key"]
+    inlines = [RunMediaInline]
+    actions = ["cancel_runs"]
+    show_full_result_count = False
+    fieldsets = [
+        ("Summary", {"fields": ["id", "status", "model", "task", "stream", "user", "team", "api_key", "source", "client_ip", "attempts"]}),
+        ("Timing", {"fields": ["created_at", "started_at", "completed_at", "queue_ms", "upstream_ms", "deadline_at"]}),
+        ("Input", {"fields": ["input", "metadata", "webhook", "webhook_events", "idempotency_key"]}),
+        ("Result", {"fields": ["result", "usage", "error_code", "error_message", "error_retryable"]}),
+    ]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in Run._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj):
+        colors = {"succeeded": "#2e7d32", "failed": "#c62828", "canceled": "#6d6d6d", "running": "#1565c0", "queued": "#ef6c00"}
+        return format_html('<b style="color:{}">{}</b>', colors.get(obj.status, "#000"), obj.status)
+
+    @admin.action(description="Cancel selected runs that are not finished", permissions=["view"])
+    def cancel_runs(self, request, queryset):
+        canceled = 0
+        for run in queryset.exclude(status__in=["succeeded", "failed", "canceled"]):
+            try:
+                services.cancel_run(run)
+                canceled += 1
+            except services.AlreadyFinished:
+                pass
+        self.message_user(request, f"Canceled {canceled} run(s).")

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from django.utils.translation import gettext_lazy as _
+from rest_framework import authentication, exceptions
+
+from .. import services
+
+
+class APIKeyAuthentication(authentication.BaseAuthentication):
+    """``Authorization: Bearer <api key>``.  Sets ``request.auth`` to the APIKey."""
+
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].lower() != self.keyword.lower().encode():
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed(_("Invalid Authorization header: expected 'Bearer <key>'."))
+        try:
+            raw = header[1].decode()
+        except UnicodeError as exc:
+            raise exceptions.AuthenticationFailed(_("Invalid API key.")) from exc
+        key = services.authenticate_api_key(raw)
+        if key is None:
+            raise exceptions.AuthenticationFailed(_("Invalid or revoked API key."))
+        return key.user, key
+
+    def authenticate_header(self, request) -> str:
+        # A WWW-Authenticate header makes DRF answer 401 instead of 403.
+        return f'{self.keyword} realm="api"'

@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from .. import catalog
+from ..models import Run, RunMedia, RunStatus
+
+WEBHOOK_EVENTS = ("start", "output", "completed")
+
+
+class RunCreateSerializer(serializers.Serializer):
+    """What a caller submits.  ``input`` is validated against the task's schema
+    by the submit service (one place for the rule), not here."""
+
+    model = serializers.CharField(max_length=200)
+    input = serializers.JSONField()
+    task = serializers.ChoiceField(choices=catalog.TASKS, required=False, allow_null=True)
+    metadata = serializers.DictField(required=False, default=dict)
+    webhook = serializers.URLField(required=False, allow_blank=True, default="", max_length=2000)
+    webhook_events = serializers.ListField(
+        child=serializers.ChoiceField(choices=WEBHOOK_EVENTS), required=False, default=list
+    )
+
+    def validate_model(self, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise serializers.ValidationError("This field may not be blank.")
+        return value
+
+    def validate_input(self, value: Any) -> Any:
+        if isinstance(value, str):
+            # Multipart forms carry input as JSON text.
+            import json
+
+            try:
+                value = json.loads(value)
+            except ValueError as exc:
+                raise serializers.ValidationError(f"Not valid JSON: {exc}") from exc
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        return value
+
+
+class RunMediaSerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = RunMedia
+        fields = ["id", "role", "field", "content_type", "size", "sha256", "url"]
+
+    def get_url(self, obj: RunMedia) -> str:
+        return reverse("inference-api:media-detail", args=[obj.pk])
+
+
+class RunSerializer(serializers.ModelSerializer):
+    error = serializers.SerializerMethodField()
+    media = RunMediaSerializer(many=True, read_only=True)
+    cost = serializers.SerializerMethodField()
+    user = serializers.CharField(source="user.get_username", read_only=True)
+    team = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    urls = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Run
+        fields = [
+            "id", "model", "task", "status", "input", "result", "error", "media", "usage",
+            "cost", "attempts", "metadata", "user", "team", "created_at", "started_at",
+            "completed_at", "queue_ms", "upstream_ms", "urls",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field({"type": "object", "nullable": True, "properties": {
+        "code": {"type": "integer", "nullable": True}, "message": {"type": "string"},
+        "retryable": {"type": "boolean"}}})
+    def get_error(self, obj: Run) -> dict | None:
+        return obj.error if obj.status == RunStatus.FAILED else None
+
+    @extend_schema_field({"type": "object", "nullable": True})
+    def get_cost(self, obj: Run) -> dict | None:
+        return None  # filled in by the pricing service once prices are recorded
+
+    @extend_schema_field({"type": "object", "properties": {
+        "self": {"type": "string"}, "cancel": {"type": "string"}, "events": {"type": "string"}}})
+    def get_urls(self, obj: Run) -> dict[str, str]:
+        return {
+            "self": reverse("inference-api:run-detail", args=[obj.pk]),
+            "cancel": reverse("inference-api:run-cancel", args=[obj.pk]),
+            "events": reverse("inference-api:run-events", args=[obj.pk]),
+        }
+
+
+class PriceSpecSerializer(serializers.Serializer):
+    unit = serializers.CharField()
+    usd = serializers.DecimalField(max_digits=20, decimal_places=10)
+    neurons = serializers.DecimalField(max_digits=20, decimal_places=4)
+    per = serializers.IntegerField()
+
+
+class ModelSpecSerializer(serializers.Serializer):
+    """A catalog entry: name, task, pricing units, output kind."""
+
+    name = serializers.CharField()
+    task = serializers.CharField()
+    output_kind = serializers.CharField()
+    streams = serializers.BooleanField()
+    rate_limit_class = serializers.CharField()
+    beta = serializers.BooleanField()
+    prices = PriceSpecSerializer(many=True)
+    pricing_units = serializers.SerializerMethodField()
+
+    def get_pricing_units(self, spec: catalog.ModelSpec) -> list[str]:
+        return [str(p.unit) for p in spec.prices]

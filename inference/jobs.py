@@ -1,0 +1,12 @@
+"""Celery tasks: thin, take ids only, call services."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from . import services
+
+
+@shared_task(name="inference.execute_run", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def execute_run_job(run_id: str, attempt: int = 1) -> None:
+    services.execute_run(run_id, attempt)
