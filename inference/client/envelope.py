@@ -37,6 +37,11 @@ def excerpt(body: bytes | str, limit: int = EXCERPT_CHARS) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
+def body_text(body: bytes, limit: int = 2000) -> str:
+    """The raw body for an exception's ``body`` (for debugging: whitespace kept)."""
+    return body[: limit * 4].decode("utf-8", errors="replace")[:limit]
+
+
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
     """``Retry-After`` as seconds from now: delta-seconds or an HTTP date.
 
@@ -91,7 +96,7 @@ def error_from_response(
 ) -> UpstreamError:
     """The exception for an error answer (non-2xx, or a 2xx ``success: false``)."""
     retry_after = parse_retry_after(headers.get("Retry-After"))
-    text = excerpt(body, limit=2000)
+    text = body_text(body)
     data = _decode_json(body) if is_json(media_type(headers)) else _INVALID
     if isinstance(data, Mapping):
         errors = data.get("errors")
@@ -127,14 +132,14 @@ def unwrap_envelope(
             f"Workers AI answered HTTP {status_code} with a body that is not valid JSON: "
             f"{excerpt(body)!r}",
             status_code=status_code,
-            body=excerpt(body, limit=2000),
+            body=body_text(body),
         )
     if not isinstance(data, Mapping) or ("success" not in data and "result" not in data):
         raise UpstreamProtocolError(
             "Workers AI answered JSON that is not a Cloudflare envelope "
             f"(no 'success' or 'result'): {excerpt(body)!r}",
             status_code=status_code,
-            body=excerpt(body, limit=2000),
+            body=body_text(body),
         )
     if data.get("success") is False:
         # Cloudflare can say "success": false with a 200.
@@ -143,7 +148,7 @@ def unwrap_envelope(
         raise UpstreamProtocolError(
             f"Workers AI envelope has no 'result': {excerpt(body)!r}",
             status_code=status_code,
-            body=excerpt(body, limit=2000),
+            body=body_text(body),
         )
     messages = data.get("messages")
     info = data.get("result_info")
