@@ -317,7 +317,9 @@ class WorkersAIClient:
         except requests.ConnectionError as exc:
             raise UpstreamConnectionError(f"Could not reach Workers AI ({exc})") from exc
         except requests.RequestException as exc:
-            if isinstance(exc, ValueError):  # InvalidURL, InvalidHeader: a caller's bug
+            # InvalidURL, InvalidHeader, a payload with NaN (InvalidJSONError): the
+            # caller's bug, not a transport failure; never retried.
+            if isinstance(exc, ValueError | requests.exceptions.InvalidJSONError):
                 raise
             raise UpstreamConnectionError(f"Workers AI request failed ({exc})") from exc
         logger.debug(

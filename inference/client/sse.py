@@ -224,12 +224,12 @@ class StreamResult:
             if not self._closed:
                 raise self._fail(
                     f"Workers AI stream was cut short: it ended before [DONE] "
-                    f"after {self.event_count} events"
+                    f"after {_plural_events(self.event_count)}"
                 )
         except _Interrupted as exc:
             raise self._fail(
                 f"Workers AI stream was cut short: the connection failed after "
-                f"{self.event_count} events ({exc.__cause__.__class__.__name__}: "
+                f"{_plural_events(self.event_count)} ({exc.__cause__.__class__.__name__}: "
                 f"{exc.__cause__})"
             ) from exc.__cause__
         finally:
@@ -309,6 +309,10 @@ class StreamResult:
             f"<StreamResult events={self.event_count} done={self.done} "
             f"chars={len(self.text)} closed={self._closed}>"
         )
+
+
+def _plural_events(count: int) -> str:
+    return f"{count} event" if count == 1 else f"{count} events"
 
 
 class _Interrupted(Exception):

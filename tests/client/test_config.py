@@ -240,3 +240,10 @@ def test_invalid_base_url_is_configuration_error():
 
     with pytest.raises(InferenceConfigurationError, match="base URL"):
         WorkersAIClient(ACCOUNT, api_token=TOKEN, base_url="api.cloudflare.com/client/v4")
+
+
+def test_unserialisable_payload_is_callers_error_not_upstream(rsps):
+    client = WorkersAIClient(ACCOUNT, api_token=TOKEN)
+    with pytest.raises(requests.exceptions.InvalidJSONError):
+        client.run(LLAMA, {"temperature": float("nan")})
+    assert len(rsps.calls) == 0
