@@ -211,7 +211,8 @@ class StreamResult:
                         # cut, the data itself is not to blame.
                         break
                     raise self._fail(
-                        "Workers AI stream sent invalid JSON in an event", body=sse.data
+                        f"Workers AI stream sent invalid JSON in an event: {sse.data[:200]!r}",
+                        body=sse.data,
                     ) from None
                 if not isinstance(payload, dict):
                     raise self._fail(
