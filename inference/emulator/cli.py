@@ -62,5 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         server = build_server(options)
     except ValueError as exc:
         parser.error(str(exc))
-    serve(server, lambda line: print(line, flush=True))
+    try:
+        serve(server, lambda line: print(line, flush=True))
+    except OSError as exc:  # typically: the port is already in use
+        parser.exit(1, f"cannot serve on {options.host}:{options.port}: {exc}\n")
     return 0

@@ -6,7 +6,11 @@ Routes
 ``POST /v1/{account_id}/{gateway_id}/workers-ai/{model}``       the AI Gateway form
 ``GET  /client/v4/accounts/{account_id}/ai/models/search``      model search
 ``GET  /client/v4/accounts/{account_id}/ai/models/schema``      ``?model=NAME``
-``/_emulator/...``                                              control (no auth)
+``/_emulator/...``                                              control (no auth):
+    ``health`` (GET), ``faults`` (GET/POST/DELETE), ``config`` (GET/POST),
+    ``requests`` (GET), ``stats`` (GET), ``reset`` (POST)
+
+Fault kinds and in-band markers are described in ``faults.py``.
 
 Built on the standard library only (``ThreadingHTTPServer``) so that it starts in
 milliseconds inside tests, the dev stack and benchmarks, and needs no Django: it is
