@@ -1,0 +1,7 @@
+"""``python -m inference.emulator --port 8787 --latency-ms 0 [--token T]``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
