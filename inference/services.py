@@ -32,7 +32,7 @@ from .exceptions import (
     UpstreamProtocolError,
 )
 from .models import TERMINAL_STATUSES, APIKey, Run, RunMedia, RunStatus, TeamMembership
-from .tasks import InputValidationError, validate_input
+from .tasks import InputValidationError
 from .tasks.media import MediaInput, MediaTooLarge, encode_for_upstream, extract_media
 from .tasks.outputs import extract_binary_outputs, normalize_output
 
