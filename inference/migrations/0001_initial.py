@@ -91,7 +91,7 @@ class Migration(migrations.Migration):
                 ('role', models.CharField(choices=[('input', 'Input'), ('output', 'Output')], max_length=8)),
                 ('field', models.CharField(help_text='Input field or result key the file belongs to.', max_length=64)),
                 ('encoding', models.CharField(blank=True, default='', help_text='For inputs: how the bytes are sent upstream (uint8 or base64).', max_length=16)),
-                ('file', models.FileField(max_length=300, upload_to=inference.models.media_upload_to)),
+                ('file', models.FileField(max_length=300, upload_to=inference.models.runs.media_upload_to)),
                 ('content_type', models.CharField(max_length=100)),
                 ('size', models.PositiveBigIntegerField()),
                 ('sha256', models.CharField(max_length=64)),

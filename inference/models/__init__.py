@@ -1,0 +1,12 @@
+"""Models, one module per area; everything importable from ``inference.models``."""
+
+from .runs import (  # noqa: F401
+    TERMINAL_STATUSES,
+    APIKey,
+    Run,
+    RunMedia,
+    RunStatus,
+    Team,
+    TeamMembership,
+    media_upload_to,
+)
