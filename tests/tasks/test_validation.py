@@ -46,18 +46,25 @@ def test_tables_cover_every_shape():
         assert sum(case[0] == shape for case in INVALID_CASES) >= 3, shape
 
 
-@pytest.mark.parametrize(("shape", "task", "model", "payload"), VALID_CASES,
-                         ids=[f"{c[0]}-{i}" for i, c in enumerate(VALID_CASES)])
+@pytest.mark.parametrize(
+    ("shape", "task", "model", "payload"),
+    VALID_CASES,
+    ids=[f"{c[0]}-{i}" for i, c in enumerate(VALID_CASES)],
+)
 def test_valid(shape, task, model, payload):
     assert validate_input(task, payload, model=model) == payload
     # The shape named in the table is indeed one that accepts it.
     assert not list(Draft202012Validator(input_schema(task, model=model)).iter_errors(payload))
 
 
-@pytest.mark.parametrize(("shape", "task", "model", "payload", "path"),
-                         INVALID_CASES + WIRE_ONLY_INVALID_CASES,
-                         ids=[f"{c[0]}-{c[4] or 'input'}-{i}" for i, c in
-                              enumerate(INVALID_CASES + WIRE_ONLY_INVALID_CASES)])
+@pytest.mark.parametrize(
+    ("shape", "task", "model", "payload", "path"),
+    INVALID_CASES + WIRE_ONLY_INVALID_CASES,
+    ids=[
+        f"{c[0]}-{c[4] or 'input'}-{i}"
+        for i, c in enumerate(INVALID_CASES + WIRE_ONLY_INVALID_CASES)
+    ],
+)
 def test_invalid(shape, task, model, payload, path):
     errors = _errors(task, payload, model)
     assert path in errors, errors
@@ -95,13 +102,23 @@ EDGES = [
     ("text-generation", LLAMA, {"prompt": "x"}, "seed", [1, 9999999999], [0, 10000000000], None),
     ("text-generation", LLAMA, {"prompt": "x"}, "frequency_penalty", [-2, 2], [-2.1, 2.1], None),
     ("text-generation", LLAMA, {"messages": [USER]}, "presence_penalty", [-2, 2], [-3, 3], None),
-    ("text-generation", LLAMA, {"messages": [USER]}, "repetition_penalty", [0, 2], [-1, 2.01],
-     None),
+    (
+        "text-generation",
+        LLAMA,
+        {"messages": [USER]},
+        "repetition_penalty",
+        [0, 2],
+        [-1, 2.01],
+        None,
+    ),
 ]
 
 
-@pytest.mark.parametrize(("task", "model", "base", "field", "ok", "bad", "fragment"), EDGES,
-                         ids=[f"{e[3]}-{e[1].rsplit('/', 1)[-1]}" for e in EDGES])
+@pytest.mark.parametrize(
+    ("task", "model", "base", "field", "ok", "bad", "fragment"),
+    EDGES,
+    ids=[f"{e[3]}-{e[1].rsplit('/', 1)[-1]}" for e in EDGES],
+)
 def test_bounds_at_edges(task, model, base, field, ok, bad, fragment):
     for value in ok:
         validate_input(task, {**base, field: value}, model=model)
@@ -120,6 +137,7 @@ def test_uint8_edges():
 
 
 # --- per-model limits --------------------------------------------------------
+
 
 def test_flux_steps_over_8_rejected_but_fine_for_other_models():
     assert _errors("text-to-image", {"prompt": "x", "steps": 9}, FLUX) == {"steps": ["must be ≤ 8"]}
@@ -150,6 +168,7 @@ def test_unknown_model_uses_task_schema():
 
 # --- error keys and messages -------------------------------------------------
 
+
 def test_unknown_task_keyed_task():
     errors = _errors("text-to-video", {})
     assert list(errors) == ["task"]
@@ -161,10 +180,13 @@ def test_model_of_another_task_keyed_task():
 
 
 def test_messages_name_the_constraint():
-    errors = _errors("text-generation", {
-        "messages": [{"role": "robot", "content": "x"}, {"content": "y"}],
-        "temperature": 9,
-    })
+    errors = _errors(
+        "text-generation",
+        {
+            "messages": [{"role": "robot", "content": "x"}, {"content": "y"}],
+            "temperature": 9,
+        },
+    )
     assert errors == {
         "messages[0].role": ["must be one of: user, assistant, system, tool"],
         "messages[1].role": ["is required"],
