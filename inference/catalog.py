@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 
 class Task(StrEnum):
@@ -141,7 +142,7 @@ def _per(unit: Unit, usd: str, neurons: str, per: int = 1) -> PriceSpec:
     return PriceSpec(unit, Decimal(usd), Decimal(neurons), per)
 
 
-def _llm(name: str, prices: tuple[PriceSpec, ...] = (), **kw) -> ModelSpec:
+def _llm(name: str, prices: tuple[PriceSpec, ...] = (), **kw: Any) -> ModelSpec:
     # Every text-generation model accepts "stream": true.
     return ModelSpec(name, Task.TEXT_GENERATION, streams=True, prices=prices, **kw)
 

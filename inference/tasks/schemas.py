@@ -386,7 +386,6 @@ TASK_SHAPES: dict[str, tuple[str, ...]] = {
 }
 TASK_SHAPES = {str(task): shapes for task, shapes in TASK_SHAPES.items()}
 SHAPE_TASKS: dict[str, str] = {s: t for t, shapes in TASK_SHAPES.items() for s in shapes}
-assert set(TASK_SHAPES) == set(TASKS) and set(SHAPE_TASKS) == set(SHAPES)
 
 
 def merge_schema(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from inference.catalog import TASKS, get_model
+from inference.catalog import TASKS, ModelSpec, get_model
 from inference.tasks.errors import WHOLE_INPUT, InputValidationError
 from inference.tasks.schemas import build_schema, media_fields
 
@@ -78,7 +78,9 @@ def validate_input(task: str, payload: Any, *, model: str | None = None) -> dict
     return payload
 
 
-def _shorten_byte_arrays(task: str, spec: Any, payload: dict[str, Any]) -> dict[str, Any]:
+def _shorten_byte_arrays(
+    task: str, spec: ModelSpec | None, payload: dict[str, Any]
+) -> dict[str, Any]:
     """Replace long, valid byte arrays by their first item: validity against
     any shape is unchanged (no shape bounds an array's length beyond
     ``minItems: 1``) and jsonschema then has one item to check, not millions.

@@ -9,8 +9,10 @@ from jsonschema import Draft202012Validator
 
 from inference.catalog import TASKS
 from inference.tasks import (
+    SHAPE_TASKS,
     SHAPES,
     TASK_SCHEMAS,
+    TASK_SHAPES,
     InputValidationError,
     input_schema,
     join_key,
@@ -74,7 +76,8 @@ def test_invalid(shape, task, model, payload, path):
 def test_schemas_are_valid_draft_2020_12():
     for schema in list(SHAPES.values()) + list(TASK_SCHEMAS.values()):
         Draft202012Validator.check_schema(schema)
-    assert set(TASK_SCHEMAS) == set(TASKS)
+    assert set(TASK_SCHEMAS) == set(TASKS) == set(TASK_SHAPES)
+    assert set(SHAPE_TASKS) == set(SHAPES)
     assert [b["title"] for b in TASK_SCHEMAS["text-generation"]["oneOf"]] == ["Prompt", "Messages"]
 
 
