@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 
 class Task(StrEnum):
@@ -141,7 +142,7 @@ def _per(unit: Unit, usd: str, neurons: str, per: int = 1) -> PriceSpec:
     return PriceSpec(unit, Decimal(usd), Decimal(neurons), per)
 
 
-def _llm(name: str, prices: tuple[PriceSpec, ...] = (), **kw) -> ModelSpec:
+def _llm(name: str, prices: tuple[PriceSpec, ...] = (), **kw: Any) -> ModelSpec:
     # Every text-generation model accepts "stream": true.
     return ModelSpec(name, Task.TEXT_GENERATION, streams=True, prices=prices, **kw)
 
@@ -170,10 +171,12 @@ MODELS: tuple[ModelSpec, ...] = (
     _llm("@cf/meta/llama-3.1-8b-instruct-awq"),
     _llm("@cf/meta/llama-3.2-1b-instruct", _tokens("0.027", "2457", "0.201", "18252")),
     _llm("@cf/meta/llama-3.2-3b-instruct", _tokens("0.051", "4625", "0.335", "30475")),
-    _llm("@cf/meta/llama-3.2-11b-vision-instruct", _tokens("0.049", "4410", "0.676", "61493"),
-         image_input="uint8"),
-    _llm("@cf/meta/llama-3.3-70b-instruct-fp8-fast",
-         _tokens("0.293", "26668", "2.253", "204805")),
+    _llm(
+        "@cf/meta/llama-3.2-11b-vision-instruct",
+        _tokens("0.049", "4410", "0.676", "61493"),
+        image_input="uint8",
+    ),
+    _llm("@cf/meta/llama-3.3-70b-instruct-fp8-fast", _tokens("0.293", "26668", "2.253", "204805")),
     _llm("@cf/meta/llama-4-scout-17b-16e-instruct"),
     _llm("@cf/meta/llama-3-8b-instruct"),
     _llm("@cf/meta/llama-3-8b-instruct-awq"),
@@ -199,52 +202,119 @@ MODELS: tuple[ModelSpec, ...] = (
     _llm("@cf/tinyllama/tinyllama-1.1b-chat-v1.0", beta=True),
     _llm("@cf/microsoft/phi-2", beta=True),
     # --- text to image ---
-    ModelSpec("@cf/black-forest-labs/flux-1-schnell", T.TEXT_TO_IMAGE, OutputKind.BASE64_IMAGE,
-              input_limits=_FLUX_STEPS,
-              prices=(_per(Unit.TILE, "0.0000528", "4.80"), _per(Unit.STEP, "0.0001056", "9.60"))),
+    ModelSpec(
+        "@cf/black-forest-labs/flux-1-schnell",
+        T.TEXT_TO_IMAGE,
+        OutputKind.BASE64_IMAGE,
+        input_limits=_FLUX_STEPS,
+        prices=(_per(Unit.TILE, "0.0000528", "4.80"), _per(Unit.STEP, "0.0001056", "9.60")),
+    ),
     ModelSpec("@cf/leonardo/lucid-origin", T.TEXT_TO_IMAGE, OutputKind.BASE64_IMAGE),
-    ModelSpec("@cf/leonardo/phoenix-1.0", T.TEXT_TO_IMAGE, OutputKind.JPEG_BYTES,
-              prices=(_per(Unit.TILE, "0.005830", "530"), _per(Unit.STEP, "0.000110", "10"))),
-    ModelSpec("@cf/stabilityai/stable-diffusion-xl-base-1.0", T.TEXT_TO_IMAGE,
-              OutputKind.PNG_BYTES, beta=True),
-    ModelSpec("@cf/bytedance/stable-diffusion-xl-lightning", T.TEXT_TO_IMAGE,
-              OutputKind.PNG_BYTES, beta=True),
+    ModelSpec(
+        "@cf/leonardo/phoenix-1.0",
+        T.TEXT_TO_IMAGE,
+        OutputKind.JPEG_BYTES,
+        prices=(_per(Unit.TILE, "0.005830", "530"), _per(Unit.STEP, "0.000110", "10")),
+    ),
+    ModelSpec(
+        "@cf/stabilityai/stable-diffusion-xl-base-1.0",
+        T.TEXT_TO_IMAGE,
+        OutputKind.PNG_BYTES,
+        beta=True,
+    ),
+    ModelSpec(
+        "@cf/bytedance/stable-diffusion-xl-lightning",
+        T.TEXT_TO_IMAGE,
+        OutputKind.PNG_BYTES,
+        beta=True,
+    ),
     ModelSpec("@cf/lykon/dreamshaper-8-lcm", T.TEXT_TO_IMAGE, OutputKind.PNG_BYTES, beta=True),
-    ModelSpec("@cf/runwayml/stable-diffusion-v1-5-img2img", T.TEXT_TO_IMAGE,
-              OutputKind.PNG_BYTES, beta=True),
-    ModelSpec("@cf/runwayml/stable-diffusion-v1-5-inpainting", T.TEXT_TO_IMAGE,
-              OutputKind.PNG_BYTES, beta=True),
+    ModelSpec(
+        "@cf/runwayml/stable-diffusion-v1-5-img2img",
+        T.TEXT_TO_IMAGE,
+        OutputKind.PNG_BYTES,
+        beta=True,
+    ),
+    ModelSpec(
+        "@cf/runwayml/stable-diffusion-v1-5-inpainting",
+        T.TEXT_TO_IMAGE,
+        OutputKind.PNG_BYTES,
+        beta=True,
+    ),
     # --- text to speech ---
-    ModelSpec("@cf/myshell-ai/melotts", T.TEXT_TO_SPEECH, OutputKind.BASE64_AUDIO,
-              prices=(_per(Unit.AUDIO_MINUTE, "0.0002", "18.63"),)),
-    ModelSpec("@cf/deepgram/aura-1", T.TEXT_TO_SPEECH, OutputKind.AUDIO_BYTES,
-              prices=(_per(Unit.KCHARS, "0.015", "1363.64"),)),
+    ModelSpec(
+        "@cf/myshell-ai/melotts",
+        T.TEXT_TO_SPEECH,
+        OutputKind.BASE64_AUDIO,
+        prices=(_per(Unit.AUDIO_MINUTE, "0.0002", "18.63"),),
+    ),
+    ModelSpec(
+        "@cf/deepgram/aura-1",
+        T.TEXT_TO_SPEECH,
+        OutputKind.AUDIO_BYTES,
+        prices=(_per(Unit.KCHARS, "0.015", "1363.64"),),
+    ),
     # --- text embeddings (≤ 100 texts per call) ---
-    ModelSpec("@cf/baai/bge-small-en-v1.5", T.TEXT_EMBEDDINGS, input_limits=_EMBEDDING_BATCH,
-              prices=_tokens("0.020", "1841")),
-    ModelSpec("@cf/baai/bge-base-en-v1.5", T.TEXT_EMBEDDINGS, input_limits=_EMBEDDING_BATCH,
-              prices=_tokens("0.067", "6058")),
-    ModelSpec("@cf/baai/bge-large-en-v1.5", T.TEXT_EMBEDDINGS, input_limits=_EMBEDDING_BATCH,
-              rate_class="bge-large", prices=_tokens("0.204", "18582")),
-    ModelSpec("@cf/baai/bge-m3", T.TEXT_EMBEDDINGS, input_limits=_EMBEDDING_BATCH,
-              prices=_tokens("0.012", "1075")),
+    ModelSpec(
+        "@cf/baai/bge-small-en-v1.5",
+        T.TEXT_EMBEDDINGS,
+        input_limits=_EMBEDDING_BATCH,
+        prices=_tokens("0.020", "1841"),
+    ),
+    ModelSpec(
+        "@cf/baai/bge-base-en-v1.5",
+        T.TEXT_EMBEDDINGS,
+        input_limits=_EMBEDDING_BATCH,
+        prices=_tokens("0.067", "6058"),
+    ),
+    ModelSpec(
+        "@cf/baai/bge-large-en-v1.5",
+        T.TEXT_EMBEDDINGS,
+        input_limits=_EMBEDDING_BATCH,
+        rate_class="bge-large",
+        prices=_tokens("0.204", "18582"),
+    ),
+    ModelSpec(
+        "@cf/baai/bge-m3",
+        T.TEXT_EMBEDDINGS,
+        input_limits=_EMBEDDING_BATCH,
+        prices=_tokens("0.012", "1075"),
+    ),
     # --- automatic speech recognition ---
-    ModelSpec("@cf/openai/whisper", T.AUTOMATIC_SPEECH_RECOGNITION,
-              prices=(_per(Unit.AUDIO_MINUTE, "0.0005", "41.14"),)),
+    ModelSpec(
+        "@cf/openai/whisper",
+        T.AUTOMATIC_SPEECH_RECOGNITION,
+        prices=(_per(Unit.AUDIO_MINUTE, "0.0005", "41.14"),),
+    ),
     ModelSpec("@cf/openai/whisper-tiny-en", T.AUTOMATIC_SPEECH_RECOGNITION, beta=True),
-    ModelSpec("@cf/openai/whisper-large-v3-turbo", T.AUTOMATIC_SPEECH_RECOGNITION,
-              audio_input="base64", input_limits=_AUDIO_BASE64,
-              prices=(_per(Unit.AUDIO_MINUTE, "0.0005", "46.63"),)),
+    ModelSpec(
+        "@cf/openai/whisper-large-v3-turbo",
+        T.AUTOMATIC_SPEECH_RECOGNITION,
+        audio_input="base64",
+        input_limits=_AUDIO_BASE64,
+        prices=(_per(Unit.AUDIO_MINUTE, "0.0005", "46.63"),),
+    ),
     # --- classification, detection ---
-    ModelSpec("@cf/huggingface/distilbert-sst-2-int8", T.TEXT_CLASSIFICATION,
-              prices=_tokens("0.026", "2394")),
-    ModelSpec("@cf/microsoft/resnet-50", T.IMAGE_CLASSIFICATION,
-              prices=(_per(Unit.IMAGE, "2.51", "228055", 1_000_000),)),
+    ModelSpec(
+        "@cf/huggingface/distilbert-sst-2-int8",
+        T.TEXT_CLASSIFICATION,
+        prices=_tokens("0.026", "2394"),
+    ),
+    ModelSpec(
+        "@cf/microsoft/resnet-50",
+        T.IMAGE_CLASSIFICATION,
+        prices=(_per(Unit.IMAGE, "2.51", "228055", 1_000_000),),
+    ),
     ModelSpec("@cf/facebook/detr-resnet-50", T.OBJECT_DETECTION, beta=True),
     # --- translation, summarization ---
-    ModelSpec("@cf/meta/m2m100-1.2b", T.TRANSLATION,
-              prices=(_per(Unit.INPUT_TOKENS, "0.342", "31050", 1_000_000),
-                      _per(Unit.OUTPUT_TOKENS, "0.342", "31050", 1_000_000))),
+    ModelSpec(
+        "@cf/meta/m2m100-1.2b",
+        T.TRANSLATION,
+        prices=(
+            _per(Unit.INPUT_TOKENS, "0.342", "31050", 1_000_000),
+            _per(Unit.OUTPUT_TOKENS, "0.342", "31050", 1_000_000),
+        ),
+    ),
     ModelSpec("@cf/facebook/bart-large-cnn", T.SUMMARIZATION, beta=True),
     # --- image to text ---
     ModelSpec("@cf/llava-hf/llava-1.5-7b-hf", T.IMAGE_TO_TEXT, beta=True),

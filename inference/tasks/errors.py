@@ -49,9 +49,7 @@ class InputValidationError(TaskInputError):
         super().__init__(self._summary())
 
     def _summary(self) -> str:
-        parts = [
-            f"{key or '<input>'}: {'; '.join(msgs)}" for key, msgs in self.errors.items()
-        ]
+        parts = [f"{key or '<input>'}: {'; '.join(msgs)}" for key, msgs in self.errors.items()]
         return "Invalid input: " + " | ".join(parts)
 
     def prefixed(self, prefix: str = "input") -> dict[str, list[str]]:

@@ -44,9 +44,7 @@ _BINARY_KINDS: dict[str, tuple[str, str]] = {
 }
 
 
-def extract_binary_outputs(
-    output_kind: str, result: Any
-) -> tuple[Any, list[BinaryOutput]]:
+def extract_binary_outputs(output_kind: str, result: Any) -> tuple[Any, list[BinaryOutput]]:
     """Split ``result`` into (result without blobs, blobs).
 
     * raw bytes (PNG/JPEG/MP3 bodies, or any kind whose upstream answered bytes,
@@ -131,8 +129,10 @@ def normalize_output(task: str, result: Any) -> Any:
         return _normalize_generation(result)
     if task in _EMBEDDING_TASKS and isinstance(result, dict):
         data = result.get("data")
-        if "shape" not in result and isinstance(data, list) and all(
-            isinstance(row, list) for row in data
+        if (
+            "shape" not in result
+            and isinstance(data, list)
+            and all(isinstance(row, list) for row in data)
         ):
             width = len(data[0]) if data else 0
             return {**result, "shape": [len(data), width]}

@@ -118,8 +118,10 @@ _TOOL_PARAMETERS = _obj(
             "type": "object",
             "description": "Definitions of each parameter.",
             "additionalProperties": _obj(
-                {"description": _str("A description of the expected parameter."),
-                 "type": _str("The data type of the parameter.")},
+                {
+                    "description": _str("A description of the expected parameter."),
+                    "type": _str("The data type of the parameter."),
+                },
                 ["description", "type"],
             ),
         },
@@ -132,17 +134,22 @@ _TOOL_PARAMETERS = _obj(
 _TOOL = {
     "oneOf": [
         _obj(
-            {"description": _str("What the tool does."), "name": _str("The tool's name."),
-             "parameters": _TOOL_PARAMETERS},
+            {
+                "description": _str("What the tool does."),
+                "name": _str("The tool's name."),
+                "parameters": _TOOL_PARAMETERS,
+            },
             ["description", "name", "parameters"],
             title="Tool",
         ),
         _obj(
             {
                 "function": _obj(
-                    {"description": _str("What the function does."),
-                     "name": _str("The function's name."),
-                     "parameters": _TOOL_PARAMETERS},
+                    {
+                        "description": _str("What the function does."),
+                        "name": _str("The function's name."),
+                        "parameters": _TOOL_PARAMETERS,
+                    },
                     ["description", "name", "parameters"],
                 ),
                 "type": _str("The type of tool (e.g. 'function')."),
@@ -161,8 +168,9 @@ _MESSAGE = _obj(
                 {
                     "type": "array",
                     "description": "Array of text content parts.",
-                    "items": _obj({"text": _str("Text content"),
-                                   "type": _str("Type of the content (text)")}),
+                    "items": _obj(
+                        {"text": _str("Text content"), "type": _str("Type of the content (text)")}
+                    ),
                 },
             ]
         },
@@ -238,8 +246,11 @@ SHAPES: dict[str, dict[str, Any]] = {
                 "description": "The text to embed",
                 "oneOf": [
                     _str("The text to embed"),
-                    {"type": "array", "description": "Batch of text values to embed",
-                     "items": {"type": "string"}},
+                    {
+                        "type": "array",
+                        "description": "Batch of text values to embed",
+                        "items": {"type": "string"},
+                    },
                 ],
             }
         },
@@ -282,8 +293,9 @@ SHAPES: dict[str, dict[str, Any]] = {
             },
             "functions": {
                 "type": "array",
-                "items": _obj({"code": {"type": "string"}, "name": {"type": "string"}},
-                              ["code", "name"]),
+                "items": _obj(
+                    {"code": {"type": "string"}, "name": {"type": "string"}}, ["code", "name"]
+                ),
             },
             "tools": {
                 "type": "array",
@@ -374,7 +386,6 @@ TASK_SHAPES: dict[str, tuple[str, ...]] = {
 }
 TASK_SHAPES = {str(task): shapes for task, shapes in TASK_SHAPES.items()}
 SHAPE_TASKS: dict[str, str] = {s: t for t, shapes in TASK_SHAPES.items() for s in shapes}
-assert set(TASK_SHAPES) == set(TASKS) and set(SHAPE_TASKS) == set(SHAPES)
 
 
 def merge_schema(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -449,9 +460,7 @@ MEDIA_FIELDS: dict[str, tuple[MediaField, ...]] = {
     ),
     Task.IMAGE_CLASSIFICATION.value: (MediaField("image", IMAGE, UINT8, upload="image"),),
     Task.OBJECT_DETECTION.value: (MediaField("image", IMAGE, UINT8, upload="image"),),
-    Task.IMAGE_TO_TEXT.value: (
-        MediaField("image", IMAGE, UINT8, upload="image", per_model=True),
-    ),
+    Task.IMAGE_TO_TEXT.value: (MediaField("image", IMAGE, UINT8, upload="image", per_model=True),),
     Task.IMAGE_TEXT_TO_TEXT.value: (MediaField("image", IMAGE, BASE64, upload="image"),),
     Task.MULTIMODAL_EMBEDDINGS.value: (MediaField("image", IMAGE, BASE64, upload="image"),),
 }

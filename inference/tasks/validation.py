@@ -20,7 +20,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from inference.catalog import TASKS, get_model
+from inference.catalog import TASKS, ModelSpec, get_model
 from inference.tasks.errors import WHOLE_INPUT, InputValidationError
 from inference.tasks.schemas import build_schema, media_fields
 
@@ -65,9 +65,7 @@ def validate_input(task: str, payload: Any, *, model: str | None = None) -> dict
         )
     spec = get_model(model) if model else None
     if spec is not None and spec.task != task:
-        raise InputValidationError(
-            {"task": [f"{model} runs task {spec.task!s}, not {task}"]}
-        )
+        raise InputValidationError({"task": [f"{model} runs task {spec.task!s}, not {task}"]})
     if not isinstance(payload, dict):
         raise InputValidationError({WHOLE_INPUT: ["must be an object"]})
 
@@ -80,7 +78,9 @@ def validate_input(task: str, payload: Any, *, model: str | None = None) -> dict
     return payload
 
 
-def _shorten_byte_arrays(task: str, spec: Any, payload: dict[str, Any]) -> dict[str, Any]:
+def _shorten_byte_arrays(
+    task: str, spec: ModelSpec | None, payload: dict[str, Any]
+) -> dict[str, Any]:
     """Replace long, valid byte arrays by their first item: validity against
     any shape is unchanged (no shape bounds an array's length beyond
     ``minItems: 1``) and jsonschema then has one item to check, not millions.
@@ -197,31 +197,38 @@ def _alternatives(error: ValidationError, out: dict[str, list[str]]) -> None:
     """Report a failed oneOf/anyOf from the branch the input most likely meant."""
     branches: list[Any] = error.validator_value
     instance = error.instance
-    titles = [b.get("title", f"#{i}") if isinstance(b, dict) else f"#{i}"
-              for i, b in enumerate(branches)]
+    titles = [
+        b.get("title", f"#{i}") if isinstance(b, dict) else f"#{i}" for i, b in enumerate(branches)
+    ]
 
     # Alternative forms told apart by their required fields (prompt / messages):
     # if the input carries the distinguishing fields of several, say so.
     if isinstance(instance, dict):
-        required = [set(b.get("required", ())) if isinstance(b, dict) else set()
-                    for b in branches]
+        required = [set(b.get("required", ())) if isinstance(b, dict) else set() for b in branches]
         common = set.intersection(*required) if required else set()
-        present = [sorted(r - common) for r in required if (r - common) and (r - common) <= instance.keys()]
+        present = [
+            sorted(r - common) for r in required if (r - common) and (r - common) <= instance.keys()
+        ]
         if len(present) > 1:
             names = ", ".join(name for group in present for name in group)
             _add(out, error.absolute_path, f"give exactly one of: {names} (not several)")
             return
 
     if not error.context:  # oneOf matched more than one branch
-        _add(out, error.absolute_path,
-             f"must match exactly one of: {', '.join(titles)}, but matches several")
+        _add(
+            out,
+            error.absolute_path,
+            f"must match exactly one of: {', '.join(titles)}, but matches several",
+        )
         return
 
     # Every branch only disagrees about this value's type: one combined message.
     if all(c.validator == "type" and not c.relative_path for c in error.context):
         types: list[str] = []
         for c in error.context:
-            for t in [c.validator_value] if isinstance(c.validator_value, str) else c.validator_value:
+            for t in (
+                [c.validator_value] if isinstance(c.validator_value, str) else c.validator_value
+            ):
                 if t not in types:
                     types.append(t)
         _add(out, error.absolute_path, f"must be {_type_words(types)}")
@@ -236,8 +243,9 @@ def _alternatives(error: ValidationError, out: dict[str, list[str]]) -> None:
         errs = groups[index]
         # Prefer the branch whose required fields the input gives, then one whose
         # fields have the right types, then the one with the fewest complaints.
-        present = sum(1 for r in branch.get("required", ())
-                      if isinstance(instance, dict) and r in instance)
+        present = sum(
+            1 for r in branch.get("required", ()) if isinstance(instance, dict) and r in instance
+        )
         # A type error on the value itself, or on one of its named fields; not on
         # an array item (["a", 5] is a bad array of strings, not a bad string).
         depth = 1 if isinstance(instance, dict) else 0
