@@ -188,6 +188,26 @@ class TestDeliveryInProcess:
         assert all("ConnectionError" in a.error and a.status_code is None for a in attempts)
         assert len({a.webhook_id for a in attempts}) == 1
 
+    def test_streamed_run_sends_partial_then_final_output(self, api, user, eager, emulator, receiver, allow_loopback, settings):
+        settings.INFERENCE = {**settings.INFERENCE, "WEBHOOK_OUTPUT_INTERVAL": 0.05}
+        emulator.configure(token_delay_ms=30)
+        hook = receiver()
+        response = api.post(
+            "/api/runs/",
+            {"model": LLAMA, "input": {"prompt": "stream it", "max_tokens": 30, "stream": True},
+             "webhook": hook.url, "webhook_events": ["output", "completed"]},
+            format="json", HTTP_PREFER="wait=20",
+        )
+        assert response.status_code == 201, response.json()
+        final_text = response.json()["result"]["response"]
+        outputs = [json.loads(r["body"])["data"] for r in hook.of_type("run.output")]
+        assert len(outputs) >= 3, "expected throttled partial outputs and a final one"
+        partial = [o["result"]["response"] for o in outputs if o["result"].get("partial")]
+        assert partial and all(final_text.startswith(text) for text in partial)
+        assert outputs[-1]["result"]["response"] == final_text and outputs[-1]["status"] == "succeeded"
+        (completed,) = hook.of_type("run.completed")
+        verify(WebhookSecret.objects.get(user=user).secret, completed)
+
 
 @pytest.mark.embedded
 @pytest.mark.django_db
