@@ -93,7 +93,11 @@ def _relay(run_id, subscription: live.Subscription, serialize: Callable[[Run], d
 
         deadline = time.monotonic() + MAX_STREAM_SECONDS
         while time.monotonic() < deadline:
-            item = subscription.next_live(IDLE_CHECK_SECONDS)
+            try:
+                item = subscription.next_live(IDLE_CHECK_SECONDS)
+            except Exception:  # Redis went away mid-stream: finish from the database
+                yield from _poll(run_id, serialize, last_status=last_status)
+                return
             if item is None:
                 run = _load(run_id)
                 if run.is_terminal:
@@ -110,8 +114,7 @@ def _relay(run_id, subscription: live.Subscription, serialize: Callable[[Run], d
                 return
 
 
-def _poll(run_id, serialize: Callable[[Run], dict]) -> Iterator[str]:
-    last_status = None
+def _poll(run_id, serialize: Callable[[Run], dict], last_status: str | None = None) -> Iterator[str]:
     deadline = time.monotonic() + MAX_STREAM_SECONDS
     while time.monotonic() < deadline:
         run = _load(run_id)

@@ -411,11 +411,12 @@ def claim_attempt(run_id, attempt: int) -> bool:
             status=RunStatus.RUNNING, attempts=1, started_at=now, heartbeat_at=now
         )
         if updated:
-            run = Run.objects.only("created_at").get(pk=run_id)
+            run = Run.objects.only("created_at", "webhook").get(pk=run_id)
             queue_ms = max(0, int((now - run.created_at).total_seconds() * 1000))
             Run.objects.filter(pk=run_id).update(queue_ms=queue_ms)
             live.publish_status(run_id, RunStatus.RUNNING)
-            webhooks.dispatch_on_commit(run_id, "start")
+            if run.webhook:
+                webhooks.dispatch_on_commit(run_id, "start")
         return bool(updated)
     return bool(
         Run.objects.filter(pk=run_id, status=RunStatus.RUNNING, attempts=attempt - 1).update(
@@ -546,7 +547,7 @@ def finish_succeeded(run: Run, attempt: int, outcome: Outcome, *, upstream_ms: i
                 media.file.delete(save=False)
             logger.info("run %s finished upstream after it was closed; result discarded", run.pk)
         else:
-            announce_finished(run.pk, RunStatus.SUCCEEDED, output=True)
+            announce_finished(run, RunStatus.SUCCEEDED, output=True)
 
 
 def finish_failed(run: Run, attempt: int, *, code: int | None, message: str, retryable: bool, upstream_ms: int | None = None, partial: dict | None = None) -> None:
@@ -563,15 +564,17 @@ def finish_failed(run: Run, attempt: int, *, code: int | None, message: str, ret
         fields["result"] = partial
         fields["usage"] = partial.get("usage")
     if Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, attempts=attempt).update(**fields):
-        announce_finished(run.pk, RunStatus.FAILED)
+        announce_finished(run, RunStatus.FAILED)
 
 
-def announce_finished(run_id, status: str, *, output: bool = False) -> None:
+def announce_finished(run: Run, status: str, *, output: bool = False) -> None:
     """Tell live subscribers and webhooks, once the final row is committed."""
-    live.publish_done(run_id, status)
+    live.publish_done(run.pk, status)
+    if not run.webhook:
+        return
     if output:
-        webhooks.dispatch_on_commit(run_id, "output")
-    webhooks.dispatch_on_commit(run_id, "completed")
+        webhooks.dispatch_on_commit(run.pk, "output")
+    webhooks.dispatch_on_commit(run.pk, "completed")
 
 
 # --- Cancel ---------------------------------------------------------------------
@@ -589,7 +592,7 @@ def cancel_run(run: Run) -> Run:
         status=RunStatus.CANCELED, completed_at=now, error_message="Canceled by the user."
     )
     if updated:
-        announce_finished(run.pk, RunStatus.CANCELED)
+        announce_finished(run, RunStatus.CANCELED)
     run.refresh_from_db()
     if not updated and run.status in TERMINAL_STATUSES and run.status != RunStatus.CANCELED:
         raise AlreadyFinished(run.status)
@@ -622,9 +625,13 @@ def wait_for_run(run_id, timeout: float) -> Run:
                 return run
             # Re-read at least every 2 s: a publish lost while Redis blinked must
             # not hold the caller for the whole wait.
-            event = subscription.next_live(min(remaining, 2.0))
-            while event is not None and event.event != "done":
-                event = subscription.next_live(max(0.0, min(deadline - time.monotonic(), 2.0)))
+            try:
+                event = subscription.next_live(min(remaining, 2.0))
+                while event is not None and event.event != "done":
+                    event = subscription.next_live(max(0.0, min(deadline - time.monotonic(), 2.0)))
+            except Exception as exc:  # Redis went away mid-wait: poll out the rest
+                logger.warning("run %s: waiting by polling (%s)", run_id, exc)
+                return _poll_for_run(run_id, deadline)
 
 
 def _poll_for_run(run_id, deadline: float) -> Run:
