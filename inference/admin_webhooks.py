@@ -55,3 +55,26 @@ class WebhookSecretAdmin(admin.ModelAdmin):
             webhooks.rotate_secret(secret.user)
             count += 1
         self.message_user(request, f"Rotated {count} secret(s).", messages.WARNING)
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    """Every attempt, searchable by run or webhook-id; read-only like run history."""
+
+    list_display = ["created_at", "run", "event", "attempt", "succeeded", "status_code", "duration_ms", "webhook_id"]
+    list_filter = ["succeeded", "event", "created_at"]
+    search_fields = ["webhook_id", "run__id", "url"]
+    list_select_related = ["run"]
+    raw_id_fields = ["run"]
+    exclude = ["payload"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in WebhookDelivery._meta.fields if f.name != "payload"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

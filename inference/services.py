@@ -505,13 +505,25 @@ def stream_delta(event: dict[str, Any]) -> tuple[str, list | None]:
     return text, fragments if isinstance(fragments, list) and fragments else None
 
 
+# How often a streaming worker checks that its run was not canceled meanwhile.
+STREAM_CANCEL_CHECK_SECONDS = 1.0
+
+
 def consume_stream(run: Run, stream: StreamResult) -> Outcome:
     """Read the upstream stream to its end, publishing each delta as it comes.
     Nobody listening changes nothing: the run reads on and keeps its usage."""
     throttle = webhooks.OutputThrottle(run)
+    next_check = time.monotonic() + STREAM_CANCEL_CHECK_SECONDS
     with stream:
         try:
             for event in stream:
+                if time.monotonic() >= next_check:
+                    next_check = time.monotonic() + STREAM_CANCEL_CHECK_SECONDS
+                    if not Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).exists():
+                        # Canceled (or swept) meanwhile: stop paying for tokens nobody
+                        # will keep.  finish_succeeded then finds no running row.
+                        stream.close()
+                        break
                 text, fragments = stream_delta(event)
                 if text or fragments:
                     data: dict[str, Any] = {"delta": text}

@@ -164,6 +164,40 @@ class TestStreamingWithWorker:
             e.data["delta"] for e in live.read_backlog(run_id) if e.event == "output"
         )
 
+    def test_cancel_mid_stream_reaches_a_live_subscriber(self, api, worker, emulator, live_server):
+        emulator.configure(token_delay_ms=300)  # this prompt streams 18 tokens: ~5 s
+        run_id = submit_stream(api, max_tokens=60).json()["id"]
+        wait_for_outputs(run_id, 1)
+        received: list = []
+
+        def subscribe():
+            url = f"{live_server.url}/api/runs/{run_id}/events/"
+            with requests.get(url, headers={"Authorization": f"Bearer {api.raw_key}"}, stream=True, timeout=30) as r:
+                for item in parse_sse(r.iter_lines(decode_unicode=True)):
+                    received.append((time.monotonic(), item))
+
+        thread = threading.Thread(target=subscribe)
+        thread.start()
+        deadline = time.monotonic() + 20
+        while not any(name == "output" for _, (_, name, _) in received):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        canceled_at = time.monotonic()
+        assert api.post(f"/api/runs/{run_id}/cancel/").status_code == 200
+        thread.join(20)
+        assert not thread.is_alive()
+        names = [name for _, (_, name, _) in received]
+        assert names[-2:] == ["status", "done"] and received[-1][1][2]["status"] == "canceled"
+        # Pushed, not discovered by the relay's idle re-read of the row.
+        assert received[-1][0] - canceled_at < 2.0
+        # The worker notices the cancel and stops reading upstream: no more deltas.
+        time.sleep(1.5)
+        published = outputs_in_backlog(run_id)
+        time.sleep(1.2)
+        assert outputs_in_backlog(run_id) == published < 18
+        run = Run.objects.get(pk=run_id)
+        assert run.status == "canceled" and run.result is None
+
     def test_cut_stream_fails_with_partial_text_and_relays_it(self, api, worker, emulator):
         emulator.configure(token_delay_ms=50)
         emulator.add_fault("cut_stream", model=LLAMA)

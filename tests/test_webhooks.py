@@ -281,3 +281,5 @@ class TestSubmissionChecks:
         assert alice_secret.secret not in listing and own_secret.secret not in listing
         mine = client.get(f"/admin/inference/webhooksecret/{own_secret.pk}/change/").content.decode()
         assert own_secret.secret in mine
+        deliveries = client.get("/admin/inference/webhookdelivery/?succeeded__exact=0")
+        assert deliveries.status_code == 200 and "msg_abc123" in deliveries.content.decode()
