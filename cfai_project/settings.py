@@ -174,6 +174,9 @@ INFERENCE = {
     "RETRY_BACKOFF_BASE": float(os.environ.get("CFAI_RETRY_BACKOFF_BASE", "1.0")),
     "RETRY_BACKOFF_MAX": float(os.environ.get("CFAI_RETRY_BACKOFF_MAX", "60.0")),
     "QUEUE": os.environ.get("CFAI_QUEUE") or None,
+    # Comma-separated hosts/IPs/CIDRs exempt from the webhook private-address refusal.
+    "WEBHOOK_ALLOWED_HOSTS": [h.strip() for h in os.environ.get("CFAI_WEBHOOK_ALLOWED_HOSTS", "").split(",") if h.strip()],
+    "WEBHOOK_BACKOFF_BASE": float(os.environ.get("CFAI_WEBHOOK_BACKOFF_BASE", "5.0")),
 }
 
 LOGGING = {

@@ -4,6 +4,7 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 
 from . import services
+from .admin_webhooks import WebhookDeliveryInline
 from .models import APIKey, Run, RunMedia, Team, TeamMembership
 
 
@@ -70,7 +71,7 @@ class RunAdmin(admin.ModelAdmin):
     list_select_related = ["user", "team"]
     date_hierarchy = "created_at"
     raw_id_fields = ["user", "team", "api_key"]
-    inlines = [RunMediaInline]
+    inlines = [RunMediaInline, WebhookDeliveryInline]
     actions = ["cancel_runs"]
     show_full_result_count = False
     fieldsets = [

@@ -37,6 +37,20 @@ DEFAULTS: dict[str, Any] = {
     "API_KEY_PREFIX": "cfai",
     # Celery queue for run execution.
     "QUEUE": None,
+    # Webhooks.  Targets resolving to loopback, private, link-local, metadata or
+    # other non-public addresses are refused (at submission and again at delivery)
+    # unless listed here: host names, IP addresses or CIDR networks.
+    "WEBHOOK_ALLOWED_HOSTS": [],
+    # Seconds per delivery attempt (connect + read); redirects are never followed.
+    "WEBHOOK_TIMEOUT": 10.0,
+    # Attempts per message (same webhook-id each time) and exponential backoff.
+    "WEBHOOK_MAX_ATTEMPTS": 6,
+    "WEBHOOK_BACKOFF_BASE": 5.0,
+    "WEBHOOK_BACKOFF_MAX": 3600.0,
+    # Events sent when a run names a webhook but no webhook_events.
+    "WEBHOOK_DEFAULT_EVENTS": ["completed"],
+    # A streamed run sends at most one "output" webhook per this many seconds.
+    "WEBHOOK_OUTPUT_INTERVAL": 1.0,
 }
 
 

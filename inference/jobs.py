@@ -10,3 +10,10 @@ from . import services
 @shared_task(name="inference.execute_run", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def execute_run_job(run_id: str, attempt: int = 1) -> None:
     services.execute_run(run_id, attempt)
+
+
+@shared_task(name="inference.deliver_webhook", acks_late=True, ignore_result=True)
+def deliver_webhook_job(delivery_id: int) -> None:
+    from . import webhooks
+
+    webhooks.deliver(delivery_id)

@@ -22,7 +22,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from . import catalog
+from . import catalog, live, webhooks
 from .client import BinaryResult, JSONResult, StreamResult, WorkersAIClient
 from .conf import inference_settings
 from .exceptions import (
@@ -211,6 +211,7 @@ def submit_run(user, sub: Submission, *, api_key: APIKey | None = None, enqueue:
     Idempotency-Key and the same body, the original run and False."""
     task = resolve_task(sub.model, sub.task)
     stripped, media = prepare_input(sub.model, task, sub.input, sub.uploads)
+    webhook_events = check_webhook(sub)
 
     fingerprint = request_fingerprint(sub) if sub.idempotency_key else ""
     if sub.idempotency_key:
@@ -232,7 +233,7 @@ def submit_run(user, sub: Submission, *, api_key: APIKey | None = None, enqueue:
         input=stripped,
         metadata=sub.metadata or {},
         webhook=sub.webhook,
-        webhook_events=sub.webhook_events,
+        webhook_events=webhook_events,
         idempotency_key=sub.idempotency_key,
         request_hash=fingerprint,
         created_at=now,
@@ -243,6 +244,7 @@ def submit_run(user, sub: Submission, *, api_key: APIKey | None = None, enqueue:
             run.save(force_insert=True)
             if media:
                 store_input_media(run, media)
+            live.publish_status(run.pk, RunStatus.QUEUED)
             if enqueue:
                 transaction.on_commit(lambda: enqueue_run(run.pk))
     except Exception as exc:
@@ -253,6 +255,23 @@ def submit_run(user, sub: Submission, *, api_key: APIKey | None = None, enqueue:
                 return existing, False
         raise
     return run, True
+
+
+def check_webhook(sub: Submission) -> list[str]:
+    """Refuse webhook targets we must not call (SSRF); return the events to send."""
+    if not sub.webhook:
+        if sub.webhook_events:
+            raise SubmissionError({"webhook_events": ["Given without a webhook."]})
+        return []
+    unknown = [e for e in sub.webhook_events if e not in webhooks.EVENTS]
+    if unknown:
+        raise SubmissionError({"webhook_events": [f"Unknown events: {', '.join(map(str, unknown))}."]})
+    try:
+        webhooks.check_target(sub.webhook)
+    except webhooks.WebhookTargetError as exc:
+        raise SubmissionError({"webhook": [str(exc)]}) from exc
+    events = sub.webhook_events or list(inference_settings.WEBHOOK_DEFAULT_EVENTS)
+    return list(dict.fromkeys(events))
 
 
 def find_idempotent(user, key: str, fingerprint: str) -> Run | None:
@@ -392,9 +411,12 @@ def claim_attempt(run_id, attempt: int) -> bool:
             status=RunStatus.RUNNING, attempts=1, started_at=now, heartbeat_at=now
         )
         if updated:
-            run = Run.objects.only("created_at").get(pk=run_id)
+            run = Run.objects.only("created_at", "webhook").get(pk=run_id)
             queue_ms = max(0, int((now - run.created_at).total_seconds() * 1000))
             Run.objects.filter(pk=run_id).update(queue_ms=queue_ms)
+            live.publish_status(run_id, RunStatus.RUNNING)
+            if run.webhook:
+                webhooks.dispatch_on_commit(run_id, "start")
         return bool(updated)
     return bool(
         Run.objects.filter(pk=run_id, status=RunStatus.RUNNING, attempts=attempt - 1).update(
@@ -463,11 +485,52 @@ def call_upstream(run: Run, payload: dict[str, Any]) -> Outcome:
     return Outcome(result=result, usage=usage, media=[(b.key, b.data, b.content_type) for b in blobs])
 
 
+def stream_delta(event: dict[str, Any]) -> tuple[str, list | None]:
+    """The text and tool-call fragments one upstream SSE event adds (the same
+    shapes StreamResult accumulates: ``response``, or OpenAI-style choices)."""
+    text = ""
+    response = event.get("response")
+    if isinstance(response, str):
+        text = response
+    elif isinstance(response, int | float) and not isinstance(response, bool):
+        text = str(response)
+    fragments = event.get("tool_calls")
+    choices = event.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        delta = choices[0].get("delta")
+        if isinstance(delta, dict):
+            if response is None and isinstance(delta.get("content"), str):
+                text = delta["content"]
+            fragments = fragments or delta.get("tool_calls")
+    return text, fragments if isinstance(fragments, list) and fragments else None
+
+
+# How often a streaming worker checks that its run was not canceled meanwhile.
+STREAM_CANCEL_CHECK_SECONDS = 1.0
+
+
 def consume_stream(run: Run, stream: StreamResult) -> Outcome:
+    """Read the upstream stream to its end, publishing each delta as it comes.
+    Nobody listening changes nothing: the run reads on and keeps its usage."""
+    throttle = webhooks.OutputThrottle(run)
+    next_check = time.monotonic() + STREAM_CANCEL_CHECK_SECONDS
     with stream:
         try:
-            for _event in stream:
-                pass
+            for event in stream:
+                if time.monotonic() >= next_check:
+                    next_check = time.monotonic() + STREAM_CANCEL_CHECK_SECONDS
+                    if not Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).exists():
+                        # Canceled (or swept) meanwhile: stop paying for tokens nobody
+                        # will keep.  finish_succeeded then finds no running row.
+                        stream.close()
+                        break
+                text, fragments = stream_delta(event)
+                if text or fragments:
+                    data: dict[str, Any] = {"delta": text}
+                    if fragments:
+                        data["tool_calls"] = fragments
+                    live.publish(run.pk, "output", data)
+                    throttle.maybe_send(stream.text)
         except UpstreamProtocolError as exc:
             exc.partial = {"response": stream.text, "tool_calls": stream.tool_calls, "usage": stream.usage}  # type: ignore[attr-defined]
             raise
@@ -495,6 +558,8 @@ def finish_succeeded(run: Run, attempt: int, outcome: Outcome, *, upstream_ms: i
             for media in stored:
                 media.file.delete(save=False)
             logger.info("run %s finished upstream after it was closed; result discarded", run.pk)
+        else:
+            announce_finished(run, RunStatus.SUCCEEDED, output=True)
 
 
 def finish_failed(run: Run, attempt: int, *, code: int | None, message: str, retryable: bool, upstream_ms: int | None = None, partial: dict | None = None) -> None:
@@ -510,7 +575,18 @@ def finish_failed(run: Run, attempt: int, *, code: int | None, message: str, ret
     if partial is not None:
         fields["result"] = partial
         fields["usage"] = partial.get("usage")
-    Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, attempts=attempt).update(**fields)
+    if Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, attempts=attempt).update(**fields):
+        announce_finished(run, RunStatus.FAILED)
+
+
+def announce_finished(run: Run, status: str, *, output: bool = False) -> None:
+    """Tell live subscribers and webhooks, once the final row is committed."""
+    live.publish_done(run.pk, status)
+    if not run.webhook:
+        return
+    if output:
+        webhooks.dispatch_on_commit(run.pk, "output")
+    webhooks.dispatch_on_commit(run.pk, "completed")
 
 
 # --- Cancel ---------------------------------------------------------------------
@@ -527,6 +603,8 @@ def cancel_run(run: Run) -> Run:
     updated = Run.objects.filter(pk=run.pk, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).update(
         status=RunStatus.CANCELED, completed_at=now, error_message="Canceled by the user."
     )
+    if updated:
+        announce_finished(run, RunStatus.CANCELED)
     run.refresh_from_db()
     if not updated and run.status in TERMINAL_STATUSES and run.status != RunStatus.CANCELED:
         raise AlreadyFinished(run.status)
@@ -537,8 +615,38 @@ def cancel_run(run: Run) -> Run:
 
 
 def wait_for_run(run_id, timeout: float) -> Run:
-    """Block up to ``timeout`` seconds for the run to finish; return it as it stands."""
+    """Block up to ``timeout`` seconds for the run to finish; return it as it
+    stands.  Listens on the run's live channel when Redis is configured (no
+    database polling while it waits), polls the database otherwise."""
     deadline = time.monotonic() + timeout
+    subscription = None
+    if live.enabled():
+        try:
+            subscription = live.Subscription(run_id, replay=False)  # the row is the truth, not the backlog
+        except Exception as exc:  # Redis away: fall back to polling
+            logger.warning("run %s: waiting by polling (%s)", run_id, exc)
+    if subscription is None:
+        return _poll_for_run(run_id, deadline)
+    with subscription:
+        while True:
+            # Read after subscribing: a finish committed since is either seen here
+            # or announced on the channel.
+            run = Run.objects.get(pk=run_id)
+            remaining = deadline - time.monotonic()
+            if run.is_terminal or remaining <= 0:
+                return run
+            # Re-read at least every 2 s: a publish lost while Redis blinked must
+            # not hold the caller for the whole wait.
+            try:
+                event = subscription.next_live(min(remaining, 2.0))
+                while event is not None and event.event != "done":
+                    event = subscription.next_live(max(0.0, min(deadline - time.monotonic(), 2.0)))
+            except Exception as exc:  # Redis went away mid-wait: poll out the rest
+                logger.warning("run %s: waiting by polling (%s)", run_id, exc)
+                return _poll_for_run(run_id, deadline)
+
+
+def _poll_for_run(run_id, deadline: float) -> Run:
     interval = 0.01
     while True:
         run = Run.objects.get(pk=run_id)

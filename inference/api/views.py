@@ -107,8 +107,13 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     @action(detail=True, methods=["get"])
     def events(self, request: Request, pk=None):
         run = self.get_object()
+        # A reconnecting EventSource sends the last id it saw: resume after it.
+        last_id = request.headers.get("Last-Event-ID", "")
         response = StreamingHttpResponse(
-            events.run_events(run.pk, serialize=lambda r: RunSerializer(r).data),
+            events.run_events(
+                run.pk, serialize=lambda r: RunSerializer(r).data,
+                last_event_id=int(last_id) if last_id.isdigit() else 0,
+            ),
             content_type="text/event-stream",
         )
         response["Cache-Control"] = "no-cache"

@@ -10,3 +10,4 @@ from .runs import (  # noqa: F401
     TeamMembership,
     media_upload_to,
 )
+from .webhooks import WebhookDelivery, WebhookEvent, WebhookSecret, new_webhook_secret  # noqa: F401
