@@ -10,3 +10,12 @@ from . import services
 @shared_task(name="inference.execute_run", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def execute_run_job(run_id: str, attempt: int = 1) -> None:
     services.execute_run(run_id, attempt)
+
+
+@shared_task(name="inference.sweep", ignore_result=True)
+def sweep_job() -> dict[str, int]:
+    """Periodic (Celery beat, CELERY_BEAT_SCHEDULE): the database is the source
+    of truth; re-enqueue what the broker lost, fail what outlived its deadline."""
+    from . import reliability
+
+    return reliability.sweep().as_dict()
