@@ -145,10 +145,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # The sweeper (inference.reliability.sweep): the database is the source of truth,
 # so runs whose message was lost are re-enqueued and overdue runs failed.
 # Run beat once per deployment (docker-compose "beat" service, scripts/run).
+SWEEP_INTERVAL = float(os.environ.get("CFAI_SWEEP_INTERVAL", "30"))
 CELERY_BEAT_SCHEDULE = {
     "inference-sweep": {
         "task": "inference.sweep",
-        "schedule": float(os.environ.get("CFAI_SWEEP_INTERVAL", "30")),
+        "schedule": SWEEP_INTERVAL,
         "options": {"queue": os.environ.get("CFAI_QUEUE") or CELERY_TASK_DEFAULT_QUEUE, "expires": 60},
     }
 }
@@ -198,9 +199,11 @@ INFERENCE = {
     "RUN_DEADLINE": int(os.environ.get("CFAI_RUN_DEADLINE", "600")),
     "HEARTBEAT_INTERVAL": float(os.environ.get("CFAI_HEARTBEAT_INTERVAL", "5")),
     "HEARTBEAT_TIMEOUT": float(os.environ.get("CFAI_HEARTBEAT_TIMEOUT", "60")),
+    "SWEEP_INTERVAL": SWEEP_INTERVAL,
     "SWEEP_QUEUED_AFTER": float(os.environ.get("CFAI_SWEEP_QUEUED_AFTER", "120")),
     "RATE_LIMIT_SCALE": float(os.environ.get("CFAI_RATE_LIMIT_SCALE", "1.0")),
     "RATE_LIMITS": json.loads(os.environ.get("CFAI_RATE_LIMITS", "{}")),
+    "RATE_LIMIT_BURST": float(os.environ.get("CFAI_RATE_LIMIT_BURST", "10")),
 }
 
 LOGGING = {

@@ -59,7 +59,8 @@ DEFAULTS: dict[str, Any] = {
     # sweeper or a redelivered message may claim the next attempt.
     "HEARTBEAT_INTERVAL": 5.0,
     "HEARTBEAT_TIMEOUT": 60.0,
-    # Sweeper (Celery beat job ``inference.sweep``, every SWEEP_INTERVAL seconds):
+    # Sweeper (Celery beat job ``inference.sweep``, every SWEEP_INTERVAL seconds;
+    # the host site feeds the same value to CELERY_BEAT_SCHEDULE):
     # re-enqueues runs ``queued`` for longer than SWEEP_QUEUED_AFTER seconds (a
     # flushed broker loses nothing), re-enqueues running runs whose heartbeat is
     # stale, fails running runs past deadline_at, and clears expired
