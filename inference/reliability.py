@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -200,11 +199,14 @@ class Lease:
 
 
 class _Heartbeats:
-    """One daemon thread per process refreshes every active lease."""
+    """One daemon thread per process refreshes every active lease.  It exits (and
+    closes its database connection) when the last lease ends, so an idle worker
+    holds no extra connection."""
 
     def __init__(self) -> None:
         self._leases: dict[int, Lease] = {}
         self._lock = threading.Lock()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._local = threading.local()
 
@@ -212,7 +214,8 @@ class _Heartbeats:
         lease = Lease(run_id, attempt)
         with self._lock:
             self._leases[id(lease)] = lease
-            if self._thread is None or not self._thread.is_alive():
+            if self._thread is None:
+                self._wake.clear()
                 self._thread = threading.Thread(target=self._loop, name="cfai-heartbeat", daemon=True)
                 self._thread.start()
         self._local.lease = lease
@@ -221,6 +224,8 @@ class _Heartbeats:
     def stop(self, lease: Lease) -> None:
         with self._lock:
             self._leases.pop(id(lease), None)
+            if not self._leases:
+                self._wake.set()
         if getattr(self._local, "lease", None) is lease:
             self._local.lease = None
 
@@ -228,24 +233,34 @@ class _Heartbeats:
         return getattr(self._local, "lease", None)
 
     def _loop(self) -> None:
-        while True:
-            time.sleep(float(inference_settings.HEARTBEAT_INTERVAL))
-            with self._lock:
-                leases = list(self._leases.values())
-            for lease in leases:
-                try:
-                    refreshed = Run.objects.filter(
-                        pk=lease.run_id, status=RunStatus.RUNNING, attempts=lease.attempt
-                    ).update(heartbeat_at=timezone.now())
-                    if not refreshed:
-                        lease.lost.set()
-                except Exception:
-                    # A dropped database connection: reconnect on the next beat.
-                    logger.warning("heartbeat for run %s failed", lease.run_id, exc_info=True)
-                    try:
-                        connection.close()
-                    except Exception:
-                        pass
+        try:
+            while True:
+                self._wake.wait(float(inference_settings.HEARTBEAT_INTERVAL))
+                with self._lock:
+                    leases = list(self._leases.values())
+                    if not leases:
+                        self._thread = None
+                        return
+                    self._wake.clear()
+                for lease in leases:
+                    self._beat(lease)
+        finally:
+            connection.close()
+
+    def _beat(self, lease: Lease) -> None:
+        try:
+            refreshed = Run.objects.filter(
+                pk=lease.run_id, status=RunStatus.RUNNING, attempts=lease.attempt
+            ).update(heartbeat_at=timezone.now())
+            if not refreshed:
+                lease.lost.set()
+        except Exception:
+            # A dropped database connection: reconnect on the next beat.
+            logger.warning("heartbeat for run %s failed", lease.run_id, exc_info=True)
+            try:
+                connection.close()
+            except Exception:
+                pass
 
 
 heartbeats = _Heartbeats()
