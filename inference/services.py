@@ -617,6 +617,9 @@ def finish_succeeded(run: Run, attempt: int, outcome: Outcome, *, upstream_ms: i
             for media in stored:
                 media.file.delete(save=False)
             logger.info("run %s finished upstream after it was closed; result discarded", run.pk)
+    if not updated and outcome.usage:
+        # The call was billed upstream even though its result is discarded.
+        Run.objects.filter(pk=run.pk, status=RunStatus.CANCELED, usage__isnull=True).update(usage=outcome.usage)
 
 
 def finish_failed(run: Run, attempt: int, *, code: int | None, message: str, retryable: bool, upstream_ms: int | None = None, partial: dict | None = None) -> None:

@@ -154,3 +154,13 @@ def test_pacing_spaces_calls_without_burning_attempts(api, rel_worker, emulator)
     stamps = sorted(r["ts"] for r in emulator.requests if r["model"] == PACED_MODEL)
     assert len(stamps) == 6
     assert stamps[-1] - stamps[0] >= (6 - PACED_BURST_SECONDS) - 1.0 - 0.3
+
+
+def test_cancel_running_call_discards_result_keeps_usage(api, rel_worker, emulator):
+    emulator.add_fault("slow", delay_ms=1500)
+    run_id = submit(api, LLAMA, {"prompt": "cancel me mid-call"})
+    wait_until(lambda: Run.objects.get(pk=run_id).status == "running", message="running")
+    assert api.post(f"/api/runs/{run_id}/cancel/").status_code == 200
+    run = wait_until(lambda: (r := Run.objects.get(pk=run_id)).usage and r, timeout=15, message="usage recorded")
+    assert run.status == "canceled" and run.result is None
+    assert run.usage["completion_tokens"] >= 1  # the call was billed upstream
