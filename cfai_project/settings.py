@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -141,6 +142,17 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "inference")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The sweeper (inference.reliability.sweep): the database is the source of truth,
+# so runs whose message was lost are re-enqueued and overdue runs failed.
+# Run beat once per deployment (docker-compose "beat" service, scripts/run).
+SWEEP_INTERVAL = float(os.environ.get("CFAI_SWEEP_INTERVAL", "30"))
+CELERY_BEAT_SCHEDULE = {
+    "inference-sweep": {
+        "task": "inference.sweep",
+        "schedule": SWEEP_INTERVAL,
+        "options": {"queue": os.environ.get("CFAI_QUEUE") or CELERY_TASK_DEFAULT_QUEUE, "expires": 60},
+    }
+}
 
 # --- REST framework -----------------------------------------------------------
 REST_FRAMEWORK = {
@@ -152,6 +164,15 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    # Caller throttling per API key (or user for session auth), counted in the
+    # Redis cache; a throttled request gets 429 with Retry-After.
+    "DEFAULT_THROTTLE_CLASSES": ["inference.api.throttling.APIKeyRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        # Every API request.
+        "inference_key": os.environ.get("CFAI_THROTTLE_RATE", "1200/min"),
+        # POST /api/runs/ (submissions) on top of the above.
+        "inference_submit": os.environ.get("CFAI_THROTTLE_SUBMIT_RATE", "600/min"),
+    },
 }
 
 SPECTACULAR_SETTINGS = {
@@ -177,6 +198,15 @@ INFERENCE = {
     # Comma-separated hosts/IPs/CIDRs exempt from the webhook private-address refusal.
     "WEBHOOK_ALLOWED_HOSTS": [h.strip() for h in os.environ.get("CFAI_WEBHOOK_ALLOWED_HOSTS", "").split(",") if h.strip()],
     "WEBHOOK_BACKOFF_BASE": float(os.environ.get("CFAI_WEBHOOK_BACKOFF_BASE", "5.0")),
+    # Reliability knobs (documented in inference/conf.py).
+    "RUN_DEADLINE": int(os.environ.get("CFAI_RUN_DEADLINE", "600")),
+    "HEARTBEAT_INTERVAL": float(os.environ.get("CFAI_HEARTBEAT_INTERVAL", "5")),
+    "HEARTBEAT_TIMEOUT": float(os.environ.get("CFAI_HEARTBEAT_TIMEOUT", "60")),
+    "SWEEP_INTERVAL": SWEEP_INTERVAL,
+    "SWEEP_QUEUED_AFTER": float(os.environ.get("CFAI_SWEEP_QUEUED_AFTER", "120")),
+    "RATE_LIMIT_SCALE": float(os.environ.get("CFAI_RATE_LIMIT_SCALE", "1.0")),
+    "RATE_LIMITS": json.loads(os.environ.get("CFAI_RATE_LIMITS", "{}")),
+    "RATE_LIMIT_BURST": float(os.environ.get("CFAI_RATE_LIMIT_BURST", "10")),
 }
 
 LOGGING = {

@@ -51,6 +51,47 @@ DEFAULTS: dict[str, Any] = {
     "WEBHOOK_DEFAULT_EVENTS": ["completed"],
     # A streamed run sends at most one "output" webhook per this many seconds.
     "WEBHOOK_OUTPUT_INTERVAL": 1.0,
+    # --- Reliability (inference.reliability) ---
+    # Upstream read timeout per task, in seconds; tasks not named use READ_TIMEOUT.
+    # The read timeout of a call is also capped by what is left of RUN_DEADLINE.
+    "TASK_TIMEOUTS": {
+        "text-generation": 120.0,
+        "text-to-image": 120.0,
+        "image-to-text": 90.0,
+        "automatic-speech-recognition": 180.0,
+        "text-to-speech": 90.0,
+        "translation": 60.0,
+        "summarization": 60.0,
+        "text-embeddings": 30.0,
+        "text-classification": 30.0,
+        "image-classification": 30.0,
+        "object-detection": 30.0,
+    },
+    # The worker executing an attempt refreshes Run.heartbeat_at every
+    # HEARTBEAT_INTERVAL seconds; an attempt whose heartbeat is older than
+    # HEARTBEAT_TIMEOUT is presumed dead (worker SIGKILLed, host lost) and the
+    # sweeper or a redelivered message may claim the next attempt.
+    "HEARTBEAT_INTERVAL": 5.0,
+    "HEARTBEAT_TIMEOUT": 60.0,
+    # Sweeper (Celery beat job ``inference.sweep``, every SWEEP_INTERVAL seconds;
+    # the host site feeds the same value to CELERY_BEAT_SCHEDULE):
+    # re-enqueues runs ``queued`` for longer than SWEEP_QUEUED_AFTER seconds (a
+    # flushed broker loses nothing), re-enqueues running runs whose heartbeat is
+    # stale, fails running runs past deadline_at, and clears expired
+    # Idempotency-Keys.  At most SWEEP_BATCH runs of each kind per pass.
+    "SWEEP_INTERVAL": 30.0,
+    "SWEEP_QUEUED_AFTER": 120.0,
+    "SWEEP_BATCH": 1000,
+    # How long an Idempotency-Key is honoured (contract §5: 24 h).
+    "IDEMPOTENCY_TTL": 24 * 3600,
+    # Upstream pacing: a Redis token bucket per Cloudflare account and rate class
+    # (catalog.RATE_LIMITS, requests per minute).  RATE_LIMITS overrides classes;
+    # RATE_LIMIT_SCALE multiplies every limit (a paid plan's higher limits);
+    # RATE_LIMIT_BURST is the bucket size in seconds of the refill rate.
+    "RATE_LIMIT_ENABLED": True,
+    "RATE_LIMITS": {},
+    "RATE_LIMIT_SCALE": 1.0,
+    "RATE_LIMIT_BURST": 10.0,
 }
 
 

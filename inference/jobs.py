@@ -17,3 +17,12 @@ def deliver_webhook_job(delivery_id: int) -> None:
     from . import webhooks
 
     webhooks.deliver(delivery_id)
+
+
+@shared_task(name="inference.sweep", ignore_result=True)
+def sweep_job() -> dict[str, int]:
+    """Periodic (Celery beat, CELERY_BEAT_SCHEDULE): the database is the source
+    of truth; re-enqueue what the broker lost, fail what outlived its deadline."""
+    from . import reliability
+
+    return reliability.sweep().as_dict()

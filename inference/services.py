@@ -18,18 +18,21 @@ from typing import Any
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from . import catalog, live, webhooks
+from . import catalog, live, reliability, webhooks
 from .client import BinaryResult, JSONResult, StreamResult, WorkersAIClient
 from .conf import inference_settings
 from .exceptions import (
     InferenceConfigurationError,
     InferenceError,
     MissingCredentialsError,
+    QuotaExceededError,
+    RunCanceled,
     UpstreamProtocolError,
+    UpstreamTimeoutError,
 )
 from .models import TERMINAL_STATUSES, APIKey, Run, RunMedia, RunStatus, TeamMembership
 from .tasks import InputValidationError
@@ -203,7 +206,7 @@ def request_fingerprint(sub: Submission) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
-IDEMPOTENCY_WINDOW = timedelta(hours=24)
+IDEMPOTENCY_WINDOW = timedelta(hours=24)  # default of INFERENCE['IDEMPOTENCY_TTL']
 
 
 def submit_run(user, sub: Submission, *, api_key: APIKey | None = None, enqueue: bool = True) -> tuple[Run, bool]:
@@ -218,6 +221,8 @@ def submit_run(user, sub: Submission, *, api_key: APIKey | None = None, enqueue:
         existing = find_idempotent(user, sub.idempotency_key, fingerprint)
         if existing is not None:
             return existing, False
+        # An expired use of this key still holds the unique constraint: forget it.
+        reliability.purge_expired_idempotency_keys(user=user, key=sub.idempotency_key)
 
     team = api_key.team if api_key is not None else None
     now = timezone.now()
@@ -276,7 +281,7 @@ def check_webhook(sub: Submission) -> list[str]:
 
 def find_idempotent(user, key: str, fingerprint: str) -> Run | None:
     run = (
-        Run.objects.filter(user=user, idempotency_key=key, created_at__gte=timezone.now() - IDEMPOTENCY_WINDOW)
+        Run.objects.filter(user=user, idempotency_key=key, created_at__gte=reliability.idempotency_cutoff())
         .order_by("-created_at")
         .first()
     )
@@ -426,35 +431,130 @@ def claim_attempt(run_id, attempt: int) -> bool:
 
 
 def execute_run(run_id, attempt: int = 1) -> None:
-    """Execute one attempt of a run.  Called by the Celery job with ids only."""
+    """Execute one attempt of a run.  Called by the Celery job with ids only.
+
+    Order matters: a message that cannot claim anything returns before taking a
+    rate-limit slot; a paused account fails the run without calling upstream; a
+    worker without a slot re-schedules the same attempt (nothing recorded)."""
+    run = Run.objects.filter(pk=run_id).only("status", "attempts", "model", "task", "heartbeat_at").first()
+    if run is None or run.is_terminal:
+        return
+    if run.status == RunStatus.RUNNING and run.attempts >= attempt:
+        # A redelivery (or the sweeper) for an attempt whose worker may be dead.
+        taken = reliability.take_over(run_id)
+        if taken is None:
+            logger.info("run %s attempt %s: nothing to do (duplicate or attempt alive)", run_id, attempt)
+            return
+        attempt = taken
+        if attempt > int(inference_settings.MAX_ATTEMPTS):
+            _db_retry(
+                finish_failed,
+                run, attempt - 1, code=None, retryable=True,
+                message=f"The worker executing attempt {attempt - 1} was lost and no attempts are left "
+                f"(MAX_ATTEMPTS={inference_settings.MAX_ATTEMPTS}).",
+            )
+            return
+    elif not ((attempt == 1 and run.status == RunStatus.QUEUED) or (run.status == RunStatus.RUNNING and run.attempts == attempt - 1)):
+        logger.info("run %s attempt %s: nothing to do (duplicate or finished)", run_id, attempt)
+        return
+
+    paused = reliability.account_paused()
+    if paused:
+        _fail_unclaimed(run_id, attempt, code=3036, message=(
+            "Not sent upstream: the Cloudflare account's daily allocation is used up "
+            f"(3036); its work is paused until 00:00 UTC. Upstream said: {paused}"
+        ))
+        return
+    wait = reliability.acquire_slot(run.model, run.task)
+    if wait > 0:
+        # No slot: the same attempt again later; the attempt is not burned.
+        if attempt > 1:
+            Run.objects.filter(pk=run_id, status=RunStatus.RUNNING, attempts=attempt - 1).update(
+                heartbeat_at=timezone.now() + timedelta(seconds=wait)
+            )
+        enqueue_run(run_id, attempt, countdown=wait + random.uniform(0, 0.05))
+        return
+
     if not claim_attempt(run_id, attempt):
         logger.info("run %s attempt %s: nothing to do (duplicate or finished)", run_id, attempt)
         return
     run = Run.objects.get(pk=run_id)
+    lease = reliability.heartbeats.start(run_id, attempt)
+    try:
+        _execute_claimed(run, attempt)
+    finally:
+        reliability.heartbeats.stop(lease)
+
+
+def _fail_unclaimed(run_id, attempt: int, *, code: int | None, message: str) -> None:
+    """Fail a run without recording a new attempt (nothing was sent upstream)."""
+    now = timezone.now()
+    fields = dict(status=RunStatus.FAILED, error_code=code, error_message=message[:4000], error_retryable=False, completed_at=now)
+    if attempt == 1:
+        updated = Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(**fields)
+    else:
+        updated = Run.objects.filter(pk=run_id, status=RunStatus.RUNNING, attempts=attempt - 1).update(**fields)
+    if updated:
+        announce_finished(Run.objects.only("pk", "webhook").get(pk=run_id), RunStatus.FAILED)
+
+
+def _db_retry(fn, *args, **kwargs):
+    """Run a finishing write; if the database connection was dropped under us
+    (server restart, pg_terminate_backend), reconnect and try once more."""
+    try:
+        return fn(*args, **kwargs)
+    except (OperationalError, InterfaceError):
+        logger.warning("database connection lost while finishing a run; reconnecting", exc_info=True)
+        connection.close()
+        return fn(*args, **kwargs)
+
+
+def _execute_claimed(run: Run, attempt: int) -> None:
+    run_id = run.pk
     started = time.monotonic()
     try:
         payload = upstream_payload(run)
         outcome = call_upstream(run, payload)
+    except reliability.DeadlineExceeded as exc:
+        _db_retry(finish_failed, run, attempt, code=None, message=str(exc), retryable=False)
+        return
     except InferenceConfigurationError as exc:
-        finish_failed(run, attempt, code=None, message=str(exc), retryable=False)
+        _db_retry(finish_failed, run, attempt, code=None, message=str(exc), retryable=False)
+        return
+    except RunCanceled as exc:
+        # Canceled mid-stream: the result is discarded, the partial usage is kept
+        # (it was billed upstream).
+        partial = getattr(exc, "partial", None) or {}
+        _db_retry(lambda: Run.objects.filter(pk=run_id, status=RunStatus.CANCELED).update(
+            usage=partial.get("usage"), upstream_ms=_elapsed_ms(started)
+        ))
         return
     except InferenceError as exc:
         upstream_ms = _elapsed_ms(started)
+        if isinstance(exc, QuotaExceededError):
+            reliability.pause_account(str(exc))
         if exc.retryable and attempt < int(inference_settings.MAX_ATTEMPTS):
             delay = backoff_delay(attempt, exc.retry_after)
-            Run.objects.filter(pk=run_id, status=RunStatus.RUNNING, attempts=attempt).update(
+            if run.deadline_at is not None and timezone.now() + timedelta(seconds=delay) >= run.deadline_at:
+                _db_retry(finish_failed, run, attempt, code=exc.code, retryable=exc.retryable, upstream_ms=upstream_ms,
+                          message=f"{exc}; no retry: the next attempt would start after the run deadline.")
+                return
+            # The lease is extended over the backoff, so the sweeper does not take
+            # a scheduled retry for a dead worker.
+            _db_retry(Run.objects.filter(pk=run_id, status=RunStatus.RUNNING, attempts=attempt).update,
                 error_code=exc.code, error_message=f"Attempt {attempt} failed: {exc}; retrying in {delay:.1f}s",
                 error_retryable=True, upstream_ms=upstream_ms,
+                heartbeat_at=timezone.now() + timedelta(seconds=delay),
             )
             enqueue_run(run_id, attempt + 1, countdown=delay)
             return
-        finish_failed(run, attempt, code=exc.code, message=str(exc), retryable=exc.retryable, upstream_ms=upstream_ms, partial=getattr(exc, "partial", None))
+        _db_retry(finish_failed, run, attempt, code=exc.code, message=str(exc), retryable=exc.retryable, upstream_ms=upstream_ms, partial=getattr(exc, "partial", None))
         return
     except Exception as exc:  # a bug must not leave the run running forever
         logger.exception("run %s: unexpected error", run_id)
-        finish_failed(run, attempt, code=None, message=f"Internal error: {type(exc).__name__}: {exc}", retryable=False)
+        _db_retry(finish_failed, run, attempt, code=None, message=f"Internal error: {type(exc).__name__}: {exc}", retryable=False)
         return
-    finish_succeeded(run, attempt, outcome, upstream_ms=_elapsed_ms(started))
+    _db_retry(finish_succeeded, run, attempt, outcome, upstream_ms=_elapsed_ms(started))
 
 
 def _elapsed_ms(started: float) -> int:
@@ -470,7 +570,7 @@ class Outcome:
 
 def call_upstream(run: Run, payload: dict[str, Any]) -> Outcome:
     client = get_client()
-    response = client.run(run.model, payload)
+    response = client.run(run.model, payload, timeout=reliability.upstream_timeout(run))
     if isinstance(response, BinaryResult):
         key = "audio" if response.content_type.startswith("audio/") else "image"
         return Outcome(result={}, usage=None, media=[(key, response.content, response.content_type)])
@@ -505,25 +605,32 @@ def stream_delta(event: dict[str, Any]) -> tuple[str, list | None]:
     return text, fragments if isinstance(fragments, list) and fragments else None
 
 
-# How often a streaming worker checks that its run was not canceled meanwhile.
-STREAM_CANCEL_CHECK_SECONDS = 1.0
-
-
 def consume_stream(run: Run, stream: StreamResult) -> Outcome:
     """Read the upstream stream to its end, publishing each delta as it comes.
-    Nobody listening changes nothing: the run reads on and keeps its usage."""
+    Nobody listening changes nothing: the run reads on and keeps its usage.
+    A lost lease (the run was canceled or taken over) or the run's deadline
+    stops the read; what arrived is kept as partial text and usage."""
     throttle = webhooks.OutputThrottle(run)
-    next_check = time.monotonic() + STREAM_CANCEL_CHECK_SECONDS
+    lease = reliability.current_lease()
+    events = 0
+
+    def partial() -> dict[str, Any]:
+        return {"response": stream.text, "tool_calls": stream.tool_calls, "usage": stream.usage or _partial_usage(run, events)}
+
     with stream:
         try:
             for event in stream:
-                if time.monotonic() >= next_check:
-                    next_check = time.monotonic() + STREAM_CANCEL_CHECK_SECONDS
-                    if not Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).exists():
-                        # Canceled (or swept) meanwhile: stop paying for tokens nobody
-                        # will keep.  finish_succeeded then finds no running row.
-                        stream.close()
-                        break
+                events += 1
+                if lease is not None and lease.lost.is_set():
+                    # Canceled (or taken from us): stop reading; closing the
+                    # stream closes the upstream connection.
+                    exc = RunCanceled("Run canceled while streaming")
+                    exc.partial = partial()  # type: ignore[attr-defined]
+                    raise exc
+                if run.deadline_at is not None and timezone.now() >= run.deadline_at:
+                    exc = UpstreamTimeoutError(reliability.deadline_message(run), retryable=False)
+                    exc.partial = partial()  # type: ignore[attr-defined]
+                    raise exc
                 text, fragments = stream_delta(event)
                 if text or fragments:
                     data: dict[str, Any] = {"delta": text}
@@ -532,10 +639,18 @@ def consume_stream(run: Run, stream: StreamResult) -> Outcome:
                     live.publish(run.pk, "output", data)
                     throttle.maybe_send(stream.text)
         except UpstreamProtocolError as exc:
-            exc.partial = {"response": stream.text, "tool_calls": stream.tool_calls, "usage": stream.usage}  # type: ignore[attr-defined]
+            exc.partial = partial()  # type: ignore[attr-defined]
             raise
     result = {"response": stream.text, "tool_calls": stream.tool_calls, "usage": stream.usage}
     return Outcome(result=result, usage=stream.usage, media=[])
+
+
+def _partial_usage(run: Run, events: int) -> dict[str, Any] | None:
+    """Usage of a stream stopped before its final usage event: one token per event
+    received is what was generated (and billed) so far."""
+    if not events:
+        return None
+    return {"completion_tokens": events, "partial": True}
 
 
 def finish_succeeded(run: Run, attempt: int, outcome: Outcome, *, upstream_ms: int) -> None:
@@ -560,6 +675,9 @@ def finish_succeeded(run: Run, attempt: int, outcome: Outcome, *, upstream_ms: i
             logger.info("run %s finished upstream after it was closed; result discarded", run.pk)
         else:
             announce_finished(run, RunStatus.SUCCEEDED, output=True)
+    if not updated and outcome.usage:
+        # The call was billed upstream even though its result is discarded.
+        Run.objects.filter(pk=run.pk, status=RunStatus.CANCELED, usage__isnull=True).update(usage=outcome.usage)
 
 
 def finish_failed(run: Run, attempt: int, *, code: int | None, message: str, retryable: bool, upstream_ms: int | None = None, partial: dict | None = None) -> None:
