@@ -126,6 +126,8 @@ def _worker_env(emulator, media_root) -> dict[str, str]:
             "CFAI_QUEUE": QUEUE,
             "CFAI_RETRY_BACKOFF_BASE": "0.05",
             "CFAI_RETRY_BACKOFF_MAX": "2.0",
+            # Leases refresh fast so a cancel reaches a streaming worker quickly.
+            "CFAI_HEARTBEAT_INTERVAL": "0.5",
             # Webhook tests deliver to a receiver inside the test process.
             "CFAI_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
             "CFAI_WEBHOOK_BACKOFF_BASE": "0.2",
