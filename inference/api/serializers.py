@@ -111,6 +111,14 @@ class ModelSpecSerializer(serializers.Serializer):
     beta = serializers.BooleanField()
     prices = PriceSpecSerializer(many=True)
     pricing_units = serializers.SerializerMethodField()
+    source = serializers.SerializerMethodField()
 
-    def get_pricing_units(self, spec: catalog.ModelSpec) -> list[str]:
+    def get_pricing_units(self, spec: Any) -> list[str]:
+        # A catalog_db.CatalogEntry (seed or synced) or a bare seed ModelSpec.
+        units = getattr(spec, "pricing_units", None)
+        if units is not None:
+            return list(units)
         return [str(p.unit) for p in spec.prices]
+
+    def get_source(self, spec: Any) -> str:
+        return getattr(spec, "source", "seed")

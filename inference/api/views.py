@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import catalog, events, services
+from .. import catalog, catalog_db, events, services
 from ..models import Run
 from .filters import RunFilter
 from .pagination import RunCursorPagination
@@ -134,8 +134,13 @@ class MediaView(APIView):
 class ModelsView(APIView):
     @extend_schema(parameters=[OpenApiParameter("task", str, enum=list(catalog.TASKS))])
     def get(self, request: Request) -> Response:
-        task = request.query_params.get("task")
-        models = [m for m in catalog.MODELS if not task or m.task == task]
+        task = request.query_params.get("task") or None
+        if task is not None and task not in catalog.TASKS:
+            return Response(
+                {"task": [f"Unknown task {task!r}. Valid: {', '.join(catalog.TASKS)}."]},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        models = catalog_db.list_models(task)  # the seed, then synced models
         return Response(
             {"count": len(models), "results": ModelSpecSerializer(models, many=True).data}
         )

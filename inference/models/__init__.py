@@ -10,3 +10,4 @@ from .runs import (  # noqa: F401
     TeamMembership,
     media_upload_to,
 )
+from .catalog import CatalogModel  # noqa: F401
