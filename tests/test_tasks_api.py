@@ -154,7 +154,7 @@ def _model_for(task: str, model: str | None, emulator) -> tuple[str, str | None]
 
 def _sent_field(body: str, field: str) -> str:
     """How ``field`` starts in the (truncated) JSON body the emulator received."""
-    match = re.search(r'"%s":\s*(.{0,24})' % re.escape(field), body)
+    match = re.search(rf'"{re.escape(field)}":\s*(.{{0,24}})', body)
     assert match, f"{field} not in upstream body {body[:300]!r}"
     return match.group(1)
 
