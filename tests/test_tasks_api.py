@@ -388,5 +388,17 @@ class TestMediaRefused:
         response = api.post("/api/runs/", {"model": RESNET, "input": "{not json"}, format="multipart")
         self._refused(response, 400, "input", emulator)
 
+    def test_input_is_required_without_files(self, api, emulator):
+        self._refused(api.post("/api/runs/", {"model": RESNET}, format="json"), 400, "input", emulator)
+        self._refused(api.post("/api/runs/", {"model": RESNET}, format="multipart"), 400, "input", emulator)
+
+    def test_files_alone_are_a_complete_multipart_input(self, api, emulator):
+        form = {"model": RESNET, "image": SimpleUploadedFile("cat.png", PNG)}
+        response = api.post("/api/runs/", form, format="multipart")
+        assert response.status_code == 202, response.json()
+        run = Run.objects.get()
+        assert run.input["image"]["size"] == len(PNG)
+        assert run.media.get().field == "image"
+
     def test_bad_base64_is_400(self, api, emulator):
         self._refused(_submit(api, RESNET, {"image": "!!not base64!!"}), 400, "input.image", emulator)

@@ -17,7 +17,9 @@ class RunCreateSerializer(serializers.Serializer):
     by the submit service (one place for the rule), not here."""
 
     model = serializers.CharField(max_length=200)
-    input = serializers.JSONField()
+    # Required, except in a multipart form whose files are the whole input
+    # (the view checks that: only it sees the files).
+    input = serializers.JSONField(required=False)
     task = serializers.ChoiceField(choices=catalog.TASKS, required=False, allow_null=True)
     metadata = serializers.DictField(required=False, default=dict)
     webhook = serializers.URLField(required=False, allow_blank=True, default="", max_length=2000)

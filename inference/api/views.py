@@ -64,9 +64,11 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             upload = request.FILES.get(name)
             if upload is not None:
                 uploads[name] = (upload.read(), upload.content_type)
+        if "input" not in data and not uploads:
+            return Response({"input": ["This field is required."]}, status=status.HTTP_400_BAD_REQUEST)
         submission = services.Submission(
             model=data["model"],
-            input=data["input"],
+            input=data.get("input") or {},
             task=data.get("task"),
             metadata=data.get("metadata") or {},
             webhook=data.get("webhook") or "",
