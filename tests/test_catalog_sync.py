@@ -33,6 +33,7 @@ def sync(**options) -> str:
     return out.getvalue()
 
 
+@pytest.mark.embedded
 @pytest.mark.django_db
 class TestSync:
     def test_every_page_is_read_and_tasks_mapped(self, upstream_models):
@@ -105,6 +106,7 @@ def test_task_slug(name, slug):
     assert task_slug(name) == slug
 
 
+@pytest.mark.embedded
 @pytest.mark.django_db
 class TestResolver:
     def test_seed_wins_and_needs_no_database_row(self):
@@ -148,6 +150,7 @@ def test_synced_models_run_end_to_end_without_task(api, worker, emulator, upstre
     assert media.content_type == "image/png" and run.result == {"image": f"/api/media/{media.pk}/"}
 
 
+@pytest.mark.embedded
 @pytest.mark.django_db
 class TestModelsEndpoint:
     def test_lists_the_seed_without_a_sync(self, api):

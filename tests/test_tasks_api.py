@@ -260,6 +260,7 @@ def _error_key(path: str) -> str:
     return "input" if path == "" else f"input.{path}"
 
 
+@pytest.mark.embedded
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     ("shape", "task", "model", "payload", "path"),
@@ -349,6 +350,7 @@ def small_uploads(settings):
     return 1000
 
 
+@pytest.mark.embedded
 @pytest.mark.django_db
 class TestMediaRefused:
     def _refused(self, response, status: int, key: str, emulator) -> dict:
@@ -402,3 +404,17 @@ class TestMediaRefused:
 
     def test_bad_base64_is_400(self, api, emulator):
         self._refused(_submit(api, RESNET, {"image": "!!not base64!!"}), 400, "input.image", emulator)
+
+
+@pytest.mark.embedded
+@pytest.mark.django_db(transaction=True)
+def test_uploads_in_process(api, eager, emulator):
+    """The embedded default (SQLite, eager Celery): an upload runs to the end."""
+    form = {"model": TURBO, "input": "{}", "audio": SimpleUploadedFile("a.wav", WAV)}
+    response = api.post("/api/runs/", form, format="multipart", HTTP_PREFER="wait=10")
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["status"] == "succeeded" and body["result"]["text"]
+    assert body["input"]["audio"]["content_type"] == "audio/wav"
+    (call,) = _upstream_calls(emulator, TURBO)
+    _assert_encoding(_sent_field(call["body"], "audio"), "base64", WAV)
