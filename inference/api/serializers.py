@@ -115,6 +115,7 @@ class ModelSpecSerializer(serializers.Serializer):
     pricing_units = serializers.SerializerMethodField()
     source = serializers.SerializerMethodField()
 
+    @extend_schema_field({"type": "array", "items": {"type": "string"}})
     def get_pricing_units(self, spec: Any) -> list[str]:
         # A catalog_db.CatalogEntry (seed or synced) or a bare seed ModelSpec.
         units = getattr(spec, "pricing_units", None)
@@ -122,5 +123,13 @@ class ModelSpecSerializer(serializers.Serializer):
             return list(units)
         return [str(p.unit) for p in spec.prices]
 
+    @extend_schema_field({"type": "string", "enum": ["seed", "sync"]})
     def get_source(self, spec: Any) -> str:
         return getattr(spec, "source", "seed")
+
+
+class ModelListSerializer(serializers.Serializer):
+    """``GET /api/models/``: the seed plus synced models."""
+
+    count = serializers.IntegerField()
+    results = ModelSpecSerializer(many=True)

@@ -14,7 +14,12 @@ from .. import catalog, catalog_db, events, services
 from ..models import Run
 from .filters import RunFilter
 from .pagination import RunCursorPagination
-from .serializers import ModelSpecSerializer, RunCreateSerializer, RunSerializer
+from .serializers import (
+    ModelListSerializer,
+    ModelSpecSerializer,
+    RunCreateSerializer,
+    RunSerializer,
+)
 
 MAX_WAIT_SECONDS = 60
 MEDIA_FIELDS = ("image", "audio", "mask")
@@ -134,7 +139,10 @@ class MediaView(APIView):
 
 
 class ModelsView(APIView):
-    @extend_schema(parameters=[OpenApiParameter("task", str, enum=list(catalog.TASKS))])
+    @extend_schema(
+        parameters=[OpenApiParameter("task", str, enum=list(catalog.TASKS))],
+        responses={200: ModelListSerializer},
+    )
     def get(self, request: Request) -> Response:
         task = request.query_params.get("task") or None
         if task is not None and task not in catalog.TASKS:
