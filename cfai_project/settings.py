@@ -100,6 +100,10 @@ STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
+# A JSON run body may carry a 10 MB image as base64 (~14 MB of text); Django's
+# 2.5 MB default would refuse it before INFERENCE['MAX_UPLOAD_BYTES'] can answer
+# a clear 413.  Multipart files are not counted by this setting.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024 * 1024
 
 LOGIN_URL = "admin:login"
 

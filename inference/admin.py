@@ -5,7 +5,7 @@ from django.utils.html import format_html
 
 from . import services
 from .admin_webhooks import WebhookDeliveryInline
-from .models import APIKey, Run, RunMedia, Team, TeamMembership
+from .models import APIKey, CatalogModel, Run, RunMedia, Team, TeamMembership
 
 
 class TeamMembershipInline(admin.TabularInline):
@@ -105,3 +105,18 @@ class RunAdmin(admin.ModelAdmin):
             except services.AlreadyFinished:
                 pass
         self.message_user(request, f"Canceled {canceled} run(s).")
+
+
+@admin.register(CatalogModel)
+class CatalogModelAdmin(admin.ModelAdmin):
+    """Read-only: rows come from ``inference_sync_models``, not from hand edits."""
+
+    list_display = ["name", "task", "output_kind", "source", "beta", "synced_at"]
+    list_filter = ["task", "source", "beta"]
+    search_fields = ["name", "description"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

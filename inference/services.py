@@ -23,6 +23,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from . import catalog, live, reliability, webhooks
+from .catalog_db import resolve_model
 from .client import BinaryResult, JSONResult, StreamResult, WorkersAIClient
 from .conf import inference_settings
 from .exceptions import (
@@ -37,7 +38,7 @@ from .exceptions import (
 from .models import TERMINAL_STATUSES, APIKey, Run, RunMedia, RunStatus, TeamMembership
 from .tasks import InputValidationError
 from .tasks.media import MediaInput, MediaTooLarge, encode_for_upstream, extract_media
-from .tasks.outputs import extract_binary_outputs, normalize_output
+from .tasks.outputs import BinaryOutputError, extract_binary_outputs, normalize_output
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +144,8 @@ class Submission:
 
 
 def resolve_task(model: str, task: str | None) -> str:
-    spec = catalog.get_model(model)
+    # Seed first, then models learned by inference_sync_models.
+    spec = resolve_model(model)
     if spec is not None:
         if task and task != spec.task:
             raise SubmissionError(
@@ -168,13 +170,13 @@ def prepare_input(
     field paths prefixed ``input.`` (uploads keep their own field names)."""
     if not isinstance(payload, dict):
         raise SubmissionError({"input": ["Must be a JSON object."]})
-    spec = catalog.get_model(model)
+    spec = resolve_model(model)
     try:
         stripped, media = extract_media(
             task, spec, payload, uploads, max_bytes=inference_settings.MAX_UPLOAD_BYTES
         )
     except MediaTooLarge as exc:
-        raise SubmissionError({exc.field: [str(exc)]}, status=413) from exc
+        raise SubmissionError(_prefixed({exc.field: [str(exc)]}, uploads), status=413) from exc
     except InputValidationError as exc:
         raise SubmissionError(_prefixed(exc.errors, uploads)) from exc
     return stripped, media
@@ -571,16 +573,30 @@ class Outcome:
 def call_upstream(run: Run, payload: dict[str, Any]) -> Outcome:
     client = get_client()
     response = client.run(run.model, payload, timeout=reliability.upstream_timeout(run))
-    if isinstance(response, BinaryResult):
-        key = "audio" if response.content_type.startswith("audio/") else "image"
-        return Outcome(result={}, usage=None, media=[(key, response.content, response.content_type)])
     if isinstance(response, StreamResult):
         return consume_stream(run, response)
-    assert isinstance(response, JSONResult)
-    spec = catalog.get_model(run.model)
+    spec = resolve_model(run.model)
     output_kind = spec.output_kind if spec else catalog.OutputKind.JSON
-    result, blobs = extract_binary_outputs(output_kind, response.result)
-    result = normalize_output(run.task, result)
+    if isinstance(response, BinaryResult):
+        # Raw bytes: the media key follows the body (aura answers audio/mpeg,
+        # SDXL image/png) when the catalog does not say; never "audio/mpeg".
+        if output_kind == catalog.OutputKind.JSON:
+            output_kind = (
+                catalog.OutputKind.AUDIO_BYTES
+                if response.content_type.startswith("audio/")
+                else catalog.OutputKind.PNG_BYTES
+            )
+        raw: Any = response.content
+    else:
+        assert isinstance(response, JSONResult)
+        raw = response.result
+    # Normalize first: it wraps a bare base64 string into {"image": …} /
+    # {"audio": …}, which extract_binary_outputs then finds.
+    result = normalize_output(run.task, raw)
+    try:
+        result, blobs = extract_binary_outputs(output_kind, result)
+    except BinaryOutputError as exc:
+        raise UpstreamProtocolError(f"Upstream result without the expected file: {exc}") from exc
     usage = result.get("usage") if isinstance(result, dict) else None
     return Outcome(result=result, usage=usage, media=[(b.key, b.data, b.content_type) for b in blobs])
 

@@ -17,7 +17,9 @@ class RunCreateSerializer(serializers.Serializer):
     by the submit service (one place for the rule), not here."""
 
     model = serializers.CharField(max_length=200)
-    input = serializers.JSONField()
+    # Required, except in a multipart form whose files are the whole input
+    # (the view checks that: only it sees the files).
+    input = serializers.JSONField(required=False)
     task = serializers.ChoiceField(choices=catalog.TASKS, required=False, allow_null=True)
     metadata = serializers.DictField(required=False, default=dict)
     webhook = serializers.URLField(required=False, allow_blank=True, default="", max_length=2000)
@@ -111,6 +113,23 @@ class ModelSpecSerializer(serializers.Serializer):
     beta = serializers.BooleanField()
     prices = PriceSpecSerializer(many=True)
     pricing_units = serializers.SerializerMethodField()
+    source = serializers.SerializerMethodField()
 
-    def get_pricing_units(self, spec: catalog.ModelSpec) -> list[str]:
+    @extend_schema_field({"type": "array", "items": {"type": "string"}})
+    def get_pricing_units(self, spec: Any) -> list[str]:
+        # A catalog_db.CatalogEntry (seed or synced) or a bare seed ModelSpec.
+        units = getattr(spec, "pricing_units", None)
+        if units is not None:
+            return list(units)
         return [str(p.unit) for p in spec.prices]
+
+    @extend_schema_field({"type": "string", "enum": ["seed", "sync"]})
+    def get_source(self, spec: Any) -> str:
+        return getattr(spec, "source", "seed")
+
+
+class ModelListSerializer(serializers.Serializer):
+    """``GET /api/models/``: the seed plus synced models."""
+
+    count = serializers.IntegerField()
+    results = ModelSpecSerializer(many=True)

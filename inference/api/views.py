@@ -10,11 +10,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import catalog, events, services
+from .. import catalog, catalog_db, events, services
 from ..models import Run
 from .filters import RunFilter
 from .pagination import RunCursorPagination
-from .serializers import ModelSpecSerializer, RunCreateSerializer, RunSerializer
+from .serializers import (
+    ModelListSerializer,
+    ModelSpecSerializer,
+    RunCreateSerializer,
+    RunSerializer,
+)
 
 MAX_WAIT_SECONDS = 60
 MEDIA_FIELDS = ("image", "audio", "mask")
@@ -64,9 +69,11 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             upload = request.FILES.get(name)
             if upload is not None:
                 uploads[name] = (upload.read(), upload.content_type)
+        if "input" not in data and not uploads:
+            return Response({"input": ["This field is required."]}, status=status.HTTP_400_BAD_REQUEST)
         submission = services.Submission(
             model=data["model"],
-            input=data["input"],
+            input=data.get("input") or {},
             task=data.get("task"),
             metadata=data.get("metadata") or {},
             webhook=data.get("webhook") or "",
@@ -137,10 +144,18 @@ class MediaView(APIView):
 
 
 class ModelsView(APIView):
-    @extend_schema(parameters=[OpenApiParameter("task", str, enum=list(catalog.TASKS))])
+    @extend_schema(
+        parameters=[OpenApiParameter("task", str, enum=list(catalog.TASKS))],
+        responses={200: ModelListSerializer},
+    )
     def get(self, request: Request) -> Response:
-        task = request.query_params.get("task")
-        models = [m for m in catalog.MODELS if not task or m.task == task]
+        task = request.query_params.get("task") or None
+        if task is not None and task not in catalog.TASKS:
+            return Response(
+                {"task": [f"Unknown task {task!r}. Valid: {', '.join(catalog.TASKS)}."]},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        models = catalog_db.list_models(task)  # the seed, then synced models
         return Response(
             {"count": len(models), "results": ModelSpecSerializer(models, many=True).data}
         )
