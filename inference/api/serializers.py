@@ -8,6 +8,7 @@ from rest_framework import serializers
 
 from .. import catalog
 from ..models import Run, RunMedia, RunStatus
+from . import parsers
 
 WEBHOOK_EVENTS = ("start", "output", "completed")
 
@@ -33,11 +34,9 @@ class RunCreateSerializer(serializers.Serializer):
 
     def validate_input(self, value: Any) -> Any:
         if isinstance(value, str):
-            # Multipart forms carry input as JSON text.
-            import json
-
+            # Multipart forms carry input as JSON text: the same limits as a JSON body.
             try:
-                value = json.loads(value)
+                value = parsers.loads(value)
             except ValueError as exc:
                 raise serializers.ValidationError(f"Not valid JSON: {exc}") from exc
         if not isinstance(value, dict):

@@ -5,7 +5,7 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -14,6 +14,7 @@ from .. import catalog, events, services
 from ..models import Run
 from .filters import RunFilter
 from .pagination import RunCursorPagination
+from .parsers import SafeJSONParser
 from .serializers import ModelSpecSerializer, RunCreateSerializer, RunSerializer
 
 MAX_WAIT_SECONDS = 60
@@ -44,7 +45,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     serializer_class = RunSerializer
     filterset_class = RunFilter
     pagination_class = RunCursorPagination
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    parser_classes = [SafeJSONParser, MultiPartParser, FormParser]
     lookup_value_regex = "[0-9a-f-]{36}"
 
     def get_queryset(self):

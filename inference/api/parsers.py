@@ -1,0 +1,71 @@
+"""A JSON parser for hostile bodies: bounded nesting, no NUL characters.
+
+DRF's JSONParser hands the body to ``json.loads``, which recurses: a body of
+100 000 ``[`` raises RecursionError — not a ValueError — and the request ends in
+a 500.  PostgreSQL's jsonb refuses ``\\u0000`` inside strings, another 500 at
+save time.  Both are refused here with a 400 before anything is parsed.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import re
+from typing import Any
+
+from django.conf import settings
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser
+
+from ..conf import inference_settings
+
+# A JSON string literal; replaced by "" before counting brackets, so brackets
+# inside strings do not count.
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)  # unrolled: fast on long strings
+_BRACKETS = re.compile(r"[\[\]{}]")
+# \u0000 preceded by an even number of backslashes (an odd one escapes the "\u").
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+class JSONTooDeep(ValueError):
+    pass
+
+
+def json_depth(text: str) -> int:
+    """Deepest nesting of arrays/objects in ``text``, without recursion.  Cheap
+    on big media bodies: a 10 MB byte array holds exactly two brackets."""
+    depth = deepest = 0
+    for match in _BRACKETS.finditer(_STRING.sub('""', text)):
+        if match.group() in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def loads(text: str, *, max_depth: int | None = None) -> Any:
+    """``json.loads`` that raises ValueError (never RecursionError) for hostile text."""
+    limit = int(max_depth if max_depth is not None else inference_settings.MAX_JSON_DEPTH)
+    if json_depth(text) > limit:
+        raise JSONTooDeep(f"JSON nested deeper than {limit} levels.")
+    if _NUL_ESCAPE.search(text):
+        raise ValueError("NUL characters (\\u0000) are not allowed in strings.")
+    try:
+        return json.loads(text)
+    except RecursionError as exc:  # belt and braces: a limit above Python's own
+        raise JSONTooDeep("JSON nested too deeply.") from exc
+
+
+class SafeJSONParser(JSONParser):
+    def parse(self, stream, media_type=None, parser_context=None) -> Any:
+        parser_context = parser_context or {}
+        encoding = parser_context.get("encoding", settings.DEFAULT_CHARSET)
+        try:
+            text = codecs.getreader(encoding)(stream).read()
+        except (UnicodeDecodeError, LookupError) as exc:
+            raise ParseError(f"JSON parse error - body is not valid {encoding}.") from exc
+        try:
+            return loads(text)
+        except ValueError as exc:
+            raise ParseError(f"JSON parse error - {exc}") from exc
