@@ -13,12 +13,26 @@ from . import parsers
 WEBHOOK_EVENTS = ("start", "output", "completed")
 
 
+class SafeJSONField(serializers.JSONField):
+    """JSONField whose text form (multipart) gets the JSON body's limits: DRF's
+    own ``json.loads`` would raise RecursionError (a 500) on deep nesting."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, str | bytes) and (self.binary or getattr(data, "is_json_string", False)):
+            try:
+                text = data.decode() if isinstance(data, bytes) else data
+                return parsers.loads(text)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise serializers.ValidationError(f"Not valid JSON: {exc}") from exc
+        return super().to_internal_value(data)
+
+
 class RunCreateSerializer(serializers.Serializer):
     """What a caller submits.  ``input`` is validated against the task's schema
     by the submit service (one place for the rule), not here."""
 
     model = serializers.CharField(max_length=200)
-    input = serializers.JSONField()
+    input = SafeJSONField()
     task = serializers.ChoiceField(choices=catalog.TASKS, required=False, allow_null=True)
     metadata = serializers.DictField(required=False, default=dict)
     webhook = serializers.URLField(required=False, allow_blank=True, default="", max_length=2000)
