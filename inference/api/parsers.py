@@ -2,14 +2,15 @@
 
 DRF's JSONParser hands the body to ``json.loads``, which recurses: a body of
 100 000 ``[`` raises RecursionError — not a ValueError — and the request ends in
-a 500.  PostgreSQL's jsonb refuses ``\\u0000`` inside strings, another 500 at
-save time.  Both are refused here with a 400 before anything is parsed.
+a 500.  PostgreSQL's jsonb refuses ``\\u0000`` inside strings, NaN and
+infinities, more 500s at save time.  All are refused here with a 400.
 """
 
 from __future__ import annotations
 
 import codecs
 import json
+import math
 import re
 from typing import Any
 
@@ -44,6 +45,19 @@ def json_depth(text: str) -> int:
     return deepest
 
 
+def _reject_constant(name: str) -> Any:
+    # NaN / Infinity are not JSON (DRF's STRICT_JSON refuses them too) and
+    # PostgreSQL's jsonb cannot store them: a 500 at save time otherwise.
+    raise ValueError(f"{name} is not valid JSON.")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e400 parses to inf: the same trap as Infinity
+        raise ValueError(f"Number out of range: {text[:32]}")
+    return value
+
+
 def loads(text: str, *, max_depth: int | None = None) -> Any:
     """``json.loads`` that raises ValueError (never RecursionError) for hostile text."""
     limit = int(max_depth if max_depth is not None else inference_settings.MAX_JSON_DEPTH)
@@ -52,7 +66,7 @@ def loads(text: str, *, max_depth: int | None = None) -> Any:
     if _NUL_ESCAPE.search(text):
         raise ValueError("NUL characters (\\u0000) are not allowed in strings.")
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError as exc:  # belt and braces: a limit above Python's own
         raise JSONTooDeep("JSON nested too deeply.") from exc
 

@@ -173,3 +173,16 @@ class TestGeneratedPaths:
         run = world.make_run()
         media = RunMedia(run=run, role="input", field="image", content_type="image/png", size=1, sha256="0")
         assert media_upload_to(media, "image.PNG").endswith(f"{media.pk}.png")
+
+
+class TestNonFiniteNumbers:
+    @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400", "-1e999"])
+    def test_refused_with_400(self, api, literal):
+        body = '{"model": "' + LLAMA + '", "input": {"prompt": "x", "temperature": ' + literal + "}}"
+        response = api.post("/api/runs/", body, content_type="application/json")
+        assert response.status_code == 400, response.content
+        assert nothing_stored()
+
+    def test_in_multipart_input_too(self, api):
+        response = api.post("/api/runs/", {"model": LLAMA, "input": '{"prompt": "x", "t": NaN}'}, format="multipart")
+        assert response.status_code == 400 and "input" in response.json()
