@@ -13,7 +13,10 @@ class APIKeyAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request):
-        header = authentication.get_authorization_header(request).split()
+        try:
+            header = authentication.get_authorization_header(request).split()
+        except UnicodeError as exc:  # a header value outside latin-1 (ASGI/test callers)
+            raise exceptions.AuthenticationFailed(_("Invalid Authorization header.")) from exc
         if not header or header[0].lower() != self.keyword.lower().encode():
             return None
         if len(header) != 2:

@@ -77,7 +77,7 @@ class SafeJSONParser(JSONParser):
         encoding = parser_context.get("encoding", settings.DEFAULT_CHARSET)
         try:
             text = codecs.getreader(encoding)(stream).read()
-        except (UnicodeDecodeError, LookupError) as exc:
+        except (UnicodeError, LookupError) as exc:
             raise ParseError(f"JSON parse error - body is not valid {encoding}.") from exc
         try:
             return loads(text)

@@ -22,7 +22,7 @@ class SafeJSONField(serializers.JSONField):
             try:
                 text = data.decode() if isinstance(data, bytes) else data
                 return parsers.loads(text)
-            except (ValueError, UnicodeDecodeError) as exc:
+            except (ValueError, UnicodeError) as exc:
                 raise serializers.ValidationError(f"Not valid JSON: {exc}") from exc
         return super().to_internal_value(data)
 

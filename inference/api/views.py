@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 from django.http import FileResponse, Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -18,6 +20,7 @@ from .parsers import SafeJSONParser
 from .serializers import ModelSpecSerializer, RunCreateSerializer, RunSerializer
 
 MAX_WAIT_SECONDS = 60
+IDEMPOTENCY_KEY_RE = re.compile(r"[\x21-\x7e]{1,255}")
 MEDIA_FIELDS = ("image", "audio", "mask")
 
 
@@ -59,6 +62,14 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 
     @extend_schema(request=RunCreateSerializer, responses={201: RunSerializer, 202: RunSerializer})
     def create(self, request: Request) -> Response:
+        idempotency_key = request.headers.get("Idempotency-Key", "")
+        if idempotency_key and not IDEMPOTENCY_KEY_RE.fullmatch(idempotency_key):
+            # Stored and compared in the database: printable ASCII only (a NUL
+            # byte alone would make PostgreSQL fail the request with a 500).
+            return Response(
+                {"Idempotency-Key": ["Must be 1-255 printable ASCII characters."]},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
         serializer = RunCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -75,7 +86,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             webhook=data.get("webhook") or "",
             webhook_events=data.get("webhook_events") or [],
             uploads=uploads,
-            idempotency_key=request.headers.get("Idempotency-Key", "")[:255],
+            idempotency_key=idempotency_key,
             source=Run.Source.API,
             client_ip=client_ip(request),
         )

@@ -186,3 +186,22 @@ class TestNonFiniteNumbers:
     def test_in_multipart_input_too(self, api):
         response = api.post("/api/runs/", {"model": LLAMA, "input": '{"prompt": "x", "t": NaN}'}, format="multipart")
         assert response.status_code == 400 and "input" in response.json()
+
+
+class TestFoundByFuzzing:
+    """Regressions: each of these was a 500 before."""
+
+    def test_nul_in_idempotency_key_is_400(self, api):
+        response = api.post("/api/runs/", {"model": LLAMA, "input": {"prompt": "x"}}, format="json",
+                            HTTP_IDEMPOTENCY_KEY="abc\x00def")
+        assert response.status_code == 400 and "Idempotency-Key" in response.json()
+        assert nothing_stored()
+
+    def test_authorization_outside_latin1_is_401(self, api):
+        api.credentials(HTTP_AUTHORIZATION="Bearer \U000b1d64")
+        assert api.get("/api/runs/").status_code == 401
+
+    @pytest.mark.parametrize("charset", ["utf-16", "bogus"])
+    def test_undecodable_charset_is_400(self, api, charset):
+        response = api.generic("POST", "/api/runs/", b"\x00\x00", content_type=f"application/json; charset={charset}")
+        assert response.status_code == 400
