@@ -14,7 +14,7 @@ from inference.models import Run, RunStatus
 
 from .conftest import LLAMA, ROLES
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 
 SEES = {"owner", "team_admin", "staff"}  # who may see the owner's team run
 

@@ -17,7 +17,7 @@ from .conftest import LLAMA, png_bytes
 
 RESNET = "@cf/microsoft/resnet-50"
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 
 
 def nested(depth: int, leaf: str = "1") -> str:
