@@ -78,3 +78,22 @@ def test_https_redirect_and_hsts(settings, client):
     assert response.status_code == 301 and response["Location"].startswith("https://")
     response = client.get("/api/models/", secure=True)
     assert response["Strict-Transport-Security"].startswith("max-age=31536000")
+
+
+@pytest.mark.parametrize(("overrides", "check_id"), [
+    ({"ENCRYPTION_KEYS": "one-key-not-a-list"}, "inference.E090"),
+    ({"ENCRYPTION_KEYS": ["", "x"]}, "inference.E090"),
+    ({"MAX_JSON_DEPTH": 0}, "inference.E091"),
+    ({"MAX_REQUEST_BYTES": "big"}, "inference.E092"),
+])
+def test_security_setting_checks(settings, overrides, check_id):
+    from inference.checks import check_security_settings
+
+    settings.INFERENCE = {**settings.INFERENCE, **overrides}
+    assert [m.id for m in check_security_settings()] == [check_id]
+
+
+def test_security_setting_checks_pass_by_default():
+    from inference.checks import check_security_settings
+
+    assert check_security_settings() == []
