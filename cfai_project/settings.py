@@ -25,7 +25,33 @@ def env_list(name: str, default: str) -> list[str]:
 DEBUG = env_bool("DJANGO_DEBUG", True)
 # Dev-safe default: only usable while DEBUG is on; production must set its own.
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or "dev-insecure-cfai-secret-key-change-me-in-production"
+if not DEBUG and not os.environ.get("DJANGO_SECRET_KEY"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is false.")
+# Old keys, comma-separated, still accepted for signatures (and, unless
+# INFERENCE["ENCRYPTION_KEYS"] is set, for decrypting stored credentials).
+SECRET_KEY_FALLBACKS = env_list("DJANGO_SECRET_KEY_FALLBACKS", "")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
+
+# --- Production profile (DJANGO_DEBUG=false) --------------------------------------
+# HTTPS only, HSTS, secure cookies; `manage.py check --deploy` is clean with it.
+# Behind a TLS-terminating proxy set DJANGO_SECURE_PROXY_SSL_HEADER=true (the
+# proxy must then set X-Forwarded-Proto itself, never pass the client's).
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+if not DEBUG:
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_SECURE_HSTS_SECONDS", str(365 * 24 * 3600)))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", True)
+    # Off only for a plain-HTTP local demo (docker-compose on localhost).
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
+    if env_bool("DJANGO_SECURE_PROXY_SSL_HEADER", False):
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -42,6 +68,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # 413 before any body is read (INFERENCE["MAX_REQUEST_BYTES"]).
+    "inference.middleware.RequestSizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -166,6 +194,11 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PARSER_CLASSES": [
+        "inference.api.parsers.SafeJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
     # Caller throttling per API key (or user for session auth), counted in the
@@ -211,6 +244,9 @@ INFERENCE = {
     "RATE_LIMIT_SCALE": float(os.environ.get("CFAI_RATE_LIMIT_SCALE", "1.0")),
     "RATE_LIMITS": json.loads(os.environ.get("CFAI_RATE_LIMITS", "{}")),
     "RATE_LIMIT_BURST": float(os.environ.get("CFAI_RATE_LIMIT_BURST", "10")),
+    # Keys for credentials stored in the database, comma-separated, newest first
+    # (empty: derived from DJANGO_SECRET_KEY and its fallbacks).
+    "ENCRYPTION_KEYS": env_list("CFAI_ENCRYPTION_KEYS", ""),
 }
 
 LOGGING = {

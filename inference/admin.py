@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
 from . import services
 from .admin_webhooks import WebhookDeliveryInline
-from .models import APIKey, CatalogModel, Run, RunMedia, Team, TeamMembership
+from .models import APIKey, CatalogModel, CloudflareAccount, Run, RunMedia, Team, TeamMembership
 
 
 class TeamMembershipInline(admin.TabularInline):
@@ -81,6 +82,11 @@ class RunAdmin(admin.ModelAdmin):
         ("Result", {"fields": ["result", "usage", "error_code", "error_message", "error_retryable"]}),
     ]
 
+    def get_queryset(self, request):
+        # The one visibility rule (services.visible_runs); the admin is staff-only,
+        # so today this is every run, but the rule stays in one place.
+        return services.visible_runs(request.user)
+
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in Run._meta.fields]
 
@@ -120,3 +126,61 @@ class CatalogModelAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+class CloudflareAccountForm(forms.ModelForm):
+    """Credentials are write-only: the form never renders a stored value, and a
+    blank field keeps what is stored."""
+
+    api_token = forms.CharField(
+        label="API token", required=False, strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Write-only. Leave blank to keep the stored token.",
+    )
+    api_key = forms.CharField(
+        label="Global API key (legacy)", required=False, strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Write-only, with the e-mail above. Leave blank to keep the stored key.",
+    )
+    clear_credentials = forms.BooleanField(
+        required=False, help_text="Erase the stored token and key (then give new ones)."
+    )
+
+    class Meta:
+        model = CloudflareAccount
+        fields = ["team", "name", "account_id", "email", "is_active"]
+
+    def clean(self):
+        data = super().clean()
+        instance = self.instance
+        token = data.get("api_token") or None
+        key = data.get("api_key") or None
+        if data.get("clear_credentials"):
+            instance.token_ciphertext = instance.api_key_ciphertext = ""
+        instance.email = data.get("email", "")
+        instance.set_credentials(api_token=token, api_key=key)
+        if not instance.auth_scheme:
+            raise forms.ValidationError(
+                "Give an API token, or the legacy e-mail and global API key."
+            )
+        return data
+
+
+@admin.register(CloudflareAccount)
+class CloudflareAccountAdmin(admin.ModelAdmin):
+    form = CloudflareAccountForm
+    list_display = ["__str__", "team", "account_id", "auth_scheme", "is_active", "credentials_changed_at"]
+    list_filter = ["is_active", "team"]
+    search_fields = ["name", "account_id", "team__slug"]
+    raw_id_fields = ["team"]
+    readonly_fields = ["auth_scheme", "created_at", "updated_at", "credentials_changed_at"]
+    actions = ["rotate_encryption"]
+
+    @admin.display(description="credentials")
+    def auth_scheme(self, obj):
+        return obj.auth_scheme or "none"
+
+    @admin.action(description="Re-encrypt credentials with the current encryption key")
+    def rotate_encryption(self, request, queryset):
+        changed = services.rotate_credentials(queryset)
+        self.message_user(request, f"Re-encrypted {changed} account(s).")

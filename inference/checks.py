@@ -65,3 +65,28 @@ def check_settings(app_configs=None, **kwargs):
             )
         )
     return messages
+
+
+@register(Tags.security)
+def check_security_settings(app_configs=None, **kwargs):
+    """Encryption keys for stored credentials and the request limits."""
+    messages = []
+    keys = inference_settings.ENCRYPTION_KEYS
+    if not isinstance(keys, list | tuple) or not all(isinstance(k, str) and k for k in keys):
+        messages.append(
+            Error(
+                "INFERENCE['ENCRYPTION_KEYS'] must be a list of non-empty strings.",
+                hint="Newest first; generate one with inference.crypto.generate_key().",
+                id="inference.E090",
+            )
+        )
+    for name in ("MAX_JSON_DEPTH", "MAX_UPLOAD_BYTES"):
+        value = getattr(inference_settings, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            messages.append(Error(f"INFERENCE['{name}'] must be an integer ≥ 1.", id="inference.E091"))
+    limit = inference_settings.MAX_REQUEST_BYTES
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        messages.append(
+            Error("INFERENCE['MAX_REQUEST_BYTES'] must be None or an integer ≥ 1.", id="inference.E092")
+        )
+    return messages

@@ -92,6 +92,18 @@ DEFAULTS: dict[str, Any] = {
     "RATE_LIMITS": {},
     "RATE_LIMIT_SCALE": 1.0,
     "RATE_LIMIT_BURST": 10.0,
+    # Keys encrypting credentials stored in the database (team Cloudflare accounts).
+    # A list: the first encrypts, all decrypt (rotation: prepend a new key, run
+    # ``manage.py inference_rotate_credentials``, then drop the old one).  Fernet
+    # keys (``inference.crypto.generate_key()``) or any strings (derived with
+    # SHA-256).  Empty: derived from SECRET_KEY and SECRET_KEY_FALLBACKS.
+    "ENCRYPTION_KEYS": [],
+    # Largest request body accepted at all, in bytes (413 above it).  None: room
+    # for one MAX_UPLOAD_BYTES file inlined as a JSON byte array (~4 characters a
+    # byte) plus 1 MiB for the rest of the body.
+    "MAX_REQUEST_BYTES": None,
+    # Deepest JSON nesting accepted in a request body (400 above it).
+    "MAX_JSON_DEPTH": 64,
 }
 
 

@@ -23,6 +23,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from . import catalog, live, reliability, webhooks
+from . import logging as scrub_logs
 from .catalog_db import resolve_model
 from .client import BinaryResult, JSONResult, StreamResult, WorkersAIClient
 from .conf import inference_settings
@@ -35,7 +36,15 @@ from .exceptions import (
     UpstreamProtocolError,
     UpstreamTimeoutError,
 )
-from .models import TERMINAL_STATUSES, APIKey, Run, RunMedia, RunStatus, TeamMembership
+from .models import (
+    TERMINAL_STATUSES,
+    APIKey,
+    CloudflareAccount,
+    Run,
+    RunMedia,
+    RunStatus,
+    TeamMembership,
+)
 from .tasks import InputValidationError
 from .tasks.media import MediaInput, MediaTooLarge, encode_for_upstream, extract_media
 from .tasks.outputs import BinaryOutputError, extract_binary_outputs, normalize_output
@@ -95,6 +104,25 @@ def authenticate_api_key(raw: str) -> APIKey | None:
         APIKey.objects.filter(pk=key.pk).update(last_used_at=now)
         key.last_used_at = now
     return key
+
+
+def revoke_api_key(key: APIKey) -> None:
+    """Revoke at once: the next request with the key is refused (no cache)."""
+    APIKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+def rotate_credentials(accounts: QuerySet[CloudflareAccount] | None = None) -> int:
+    """Re-encrypt stored Cloudflare credentials under the current (first) key.
+    Returns how many accounts changed.  Row-locked so a concurrent edit is not lost."""
+    changed = 0
+    ids = list((accounts if accounts is not None else CloudflareAccount.objects.all()).values_list("pk", flat=True))
+    for pk in ids:
+        with transaction.atomic():
+            account = CloudflareAccount.objects.select_for_update().get(pk=pk)
+            if account.rotate_encryption():
+                account.save(update_fields=["token_ciphertext", "api_key_ciphertext", "updated_at"])
+                changed += 1
+    return changed
 
 
 # --- Scoping --------------------------------------------------------------------
@@ -374,23 +402,56 @@ _clients: dict[tuple, WorkersAIClient] = {}
 _clients_lock = threading.Lock()
 
 
-def get_client() -> WorkersAIClient:
-    """One pooled client per configuration and process (connection reuse)."""
+def account_for(run: Run | None = None, team=None) -> CloudflareAccount | None:
+    """The team's active Cloudflare account, or None (use the environment default)."""
+    team_id = team.pk if team is not None else (run.team_id if run is not None else None)
+    if team_id is None:
+        return None
+    return CloudflareAccount.objects.filter(team_id=team_id, is_active=True).first()
+
+
+def _secret_digest(value: str) -> str:
+    # The client cache is keyed by credentials; a digest keeps the plaintext out
+    # of one more long-lived structure.
+    return hashlib.sha256(value.encode()).hexdigest() if value else ""
+
+
+def get_client(run: Run | None = None, *, team=None) -> WorkersAIClient:
+    """The client for a run (or team): the team's Cloudflare account when it has
+    an active one, else the environment default.  One pooled client per
+    configuration and process (connection reuse)."""
     s = inference_settings
-    if not s.ACCOUNT_ID:
-        raise MissingCredentialsError(
-            "No Cloudflare account: set CLOUDFLARE_ACCOUNT_ID (INFERENCE['ACCOUNT_ID']).",
-            setting="CLOUDFLARE_ACCOUNT_ID",
-        )
-    key = (s.ACCOUNT_ID, s.API_TOKEN, s.EMAIL, s.API_KEY, s.BASE_URL, s.CONNECT_TIMEOUT, s.READ_TIMEOUT)
+    account = account_for(run, team)
+    if account is not None:
+        account_id, email = account.account_id, account.email
+        api_token, api_key = account.get_api_token(), account.get_api_key()
+        scrub_logs.register_secret(api_token)
+        scrub_logs.register_secret(api_key)
+        if not (api_token or (email and api_key)):
+            raise MissingCredentialsError(
+                f"Cloudflare account {account.pk} of team {account.team_id} has no credentials: "
+                "set an API token (or e-mail and API key) in the admin.",
+                setting="CloudflareAccount",
+            )
+    else:
+        if not s.ACCOUNT_ID:
+            raise MissingCredentialsError(
+                "No Cloudflare account: set CLOUDFLARE_ACCOUNT_ID (INFERENCE['ACCOUNT_ID']).",
+                setting="CLOUDFLARE_ACCOUNT_ID",
+            )
+        account_id, api_token, email, api_key = s.ACCOUNT_ID, s.API_TOKEN, s.EMAIL, s.API_KEY
+    key = (
+        account_id, _secret_digest(api_token), email, _secret_digest(api_key),
+        s.BASE_URL, s.CONNECT_TIMEOUT, s.READ_TIMEOUT,
+    )
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
             client = WorkersAIClient(
-                s.ACCOUNT_ID,
-                api_token=s.API_TOKEN or None,
-                email=s.EMAIL or None,
-                api_key=s.API_KEY or None,
+                account_id,
+                api_token=api_token or None,
+                email=email or None,
+                api_key=api_key or None,
                 base_url=s.BASE_URL,
                 timeout=(float(s.CONNECT_TIMEOUT), float(s.READ_TIMEOUT)),
             )
@@ -571,7 +632,7 @@ class Outcome:
 
 
 def call_upstream(run: Run, payload: dict[str, Any]) -> Outcome:
-    client = get_client()
+    client = get_client(run)
     response = client.run(run.model, payload, timeout=reliability.upstream_timeout(run))
     if isinstance(response, StreamResult):
         return consume_stream(run, response)

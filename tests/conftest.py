@@ -20,6 +20,11 @@ from inference.emulator.server import EmulatorServer
 ROOT = Path(__file__).resolve().parent.parent
 CF_TOKEN = "test-cf-token-0123456789"
 ACCOUNT_ID = "test-account"
+# A team's own Cloudflare account (stored encrypted in the database): a second
+# token, and a legacy e-mail + global key, the emulator also accepts.
+TEAM_CF_TOKEN = "team-cf-token-TQ7xk29vLmZp4Rw8"
+TEAM_CF_EMAIL = "ops@team.example"
+TEAM_CF_KEY = "team-cf-global-key-9f8e7d6c5b4a"
 # One queue per test session: several suites may share this machine's Redis.
 QUEUE = f"cfai-test-{uuid.uuid4().hex[:8]}"
 
@@ -30,7 +35,9 @@ def uses_postgres() -> bool:
 
 @pytest.fixture(scope="session")
 def emulator():
-    server = EmulatorServer(tokens={CF_TOKEN}).start()
+    server = EmulatorServer(
+        tokens={CF_TOKEN, TEAM_CF_TOKEN}, legacy_credentials=(TEAM_CF_EMAIL, TEAM_CF_KEY)
+    ).start()
     yield server
     server.stop()
 

@@ -8,8 +8,23 @@ from rest_framework import serializers
 
 from .. import catalog
 from ..models import Run, RunMedia, RunStatus
+from . import parsers
 
 WEBHOOK_EVENTS = ("start", "output", "completed")
+
+
+class SafeJSONField(serializers.JSONField):
+    """JSONField whose text form (multipart) gets the JSON body's limits: DRF's
+    own ``json.loads`` would raise RecursionError (a 500) on deep nesting."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, str | bytes) and (self.binary or getattr(data, "is_json_string", False)):
+            try:
+                text = data.decode() if isinstance(data, bytes) else data
+                return parsers.loads(text)
+            except (ValueError, UnicodeError) as exc:
+                raise serializers.ValidationError(f"Not valid JSON: {exc}") from exc
+        return super().to_internal_value(data)
 
 
 class RunCreateSerializer(serializers.Serializer):
@@ -19,7 +34,7 @@ class RunCreateSerializer(serializers.Serializer):
     model = serializers.CharField(max_length=200)
     # Required, except in a multipart form whose files are the whole input
     # (the view checks that: only it sees the files).
-    input = serializers.JSONField(required=False)
+    input = SafeJSONField(required=False)
     task = serializers.ChoiceField(choices=catalog.TASKS, required=False, allow_null=True)
     metadata = serializers.DictField(required=False, default=dict)
     webhook = serializers.URLField(required=False, allow_blank=True, default="", max_length=2000)
@@ -35,11 +50,9 @@ class RunCreateSerializer(serializers.Serializer):
 
     def validate_input(self, value: Any) -> Any:
         if isinstance(value, str):
-            # Multipart forms carry input as JSON text.
-            import json
-
+            # Multipart forms carry input as JSON text: the same limits as a JSON body.
             try:
-                value = json.loads(value)
+                value = parsers.loads(value)
             except ValueError as exc:
                 raise serializers.ValidationError(f"Not valid JSON: {exc}") from exc
         if not isinstance(value, dict):

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import re
+
 from django.http import FileResponse, Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -14,6 +16,7 @@ from .. import catalog, catalog_db, events, services
 from ..models import Run
 from .filters import RunFilter
 from .pagination import RunCursorPagination
+from .parsers import SafeJSONParser
 from .serializers import (
     ModelListSerializer,
     ModelSpecSerializer,
@@ -22,6 +25,7 @@ from .serializers import (
 )
 
 MAX_WAIT_SECONDS = 60
+IDEMPOTENCY_KEY_RE = re.compile(r"[\x21-\x7e]{1,255}")
 MEDIA_FIELDS = ("image", "audio", "mask")
 
 
@@ -49,10 +53,12 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     serializer_class = RunSerializer
     filterset_class = RunFilter
     pagination_class = RunCursorPagination
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    parser_classes = [SafeJSONParser, MultiPartParser, FormParser]
     lookup_value_regex = "[0-9a-f-]{36}"
 
     def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no user
+            return Run.objects.none()
         return (
             services.visible_runs(self.request.user)
             .select_related("user", "team")
@@ -61,6 +67,14 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 
     @extend_schema(request=RunCreateSerializer, responses={201: RunSerializer, 202: RunSerializer})
     def create(self, request: Request) -> Response:
+        idempotency_key = request.headers.get("Idempotency-Key", "")
+        if idempotency_key and not IDEMPOTENCY_KEY_RE.fullmatch(idempotency_key):
+            # Stored and compared in the database: printable ASCII only (a NUL
+            # byte alone would make PostgreSQL fail the request with a 500).
+            return Response(
+                {"Idempotency-Key": ["Must be 1-255 printable ASCII characters."]},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
         serializer = RunCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -79,7 +93,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             webhook=data.get("webhook") or "",
             webhook_events=data.get("webhook_events") or [],
             uploads=uploads,
-            idempotency_key=request.headers.get("Idempotency-Key", "")[:255],
+            idempotency_key=idempotency_key,
             source=Run.Source.API,
             client_ip=client_ip(request),
         )

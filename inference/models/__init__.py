@@ -1,5 +1,6 @@
 """Models, one module per area; everything importable from ``inference.models``."""
 
+from .accounts import CloudflareAccount  # noqa: F401, E402
 from .catalog import CatalogModel  # noqa: F401
 from .runs import (  # noqa: F401
     TERMINAL_STATUSES,

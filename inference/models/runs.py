@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from django.conf import settings
@@ -173,9 +174,16 @@ class Run(models.Model):
         }
 
 
+_SAFE_EXTENSION = re.compile(r"[a-z0-9]{1,8}")
+
+
 def media_upload_to(instance: RunMedia, filename: str) -> str:
     # Generated names only: nothing from the upload reaches the file system path.
-    extension = filename.rsplit(".", 1)[-1] if "." in filename else "bin"
+    # Even the extension (chosen by store_media from the sniffed type) must be a
+    # short alphanumeric word, so no separator or ".." can ever get through.
+    extension = filename.rsplit(".", 1)[-1].lower() if "." in filename else "bin"
+    if not _SAFE_EXTENSION.fullmatch(extension):
+        extension = "bin"
     created = instance.run.created_at if instance.run_id else timezone.now()
     return f"inference/{created:%Y/%m/%d}/{instance.run_id}/{instance.id}.{extension}"
 
