@@ -12,6 +12,7 @@ import random
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -23,7 +24,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from . import catalog
-from .client import BinaryResult, JSONResult, StreamResult, WorkersAIClient
+from .client import BinaryResult, JSONResult, RunResult, StreamResult, WorkersAIClient
 from .conf import inference_settings
 from .exceptions import (
     InferenceConfigurationError,
@@ -45,6 +46,7 @@ __all__ = [
     "cancel_run",
     "create_api_key",
     "authenticate_api_key",
+    "execute_inline",
     "execute_run",
     "submit_run",
     "visible_runs",
@@ -447,8 +449,17 @@ class Outcome:
 
 
 def call_upstream(run: Run, payload: dict[str, Any]) -> Outcome:
-    client = get_client()
-    response = client.run(run.model, payload)
+    return outcome_from_response(run, request_upstream(run, payload))
+
+
+def request_upstream(run: Run, payload: dict[str, Any]) -> RunResult:
+    """Send the run upstream and return Cloudflare's answer as it came (JSON,
+    bytes or an open stream): the compatible endpoint relays it unchanged."""
+    return get_client().run(run.model, payload)
+
+
+def outcome_from_response(run: Run, response: RunResult) -> Outcome:
+    """What is stored of an upstream answer: normalized result, usage, media."""
     if isinstance(response, BinaryResult):
         key = "audio" if response.content_type.startswith("audio/") else "image"
         return Outcome(result={}, usage=None, media=[(key, response.content, response.content_type)])
@@ -511,6 +522,105 @@ def finish_failed(run: Run, attempt: int, *, code: int | None, message: str, ret
         fields["result"] = partial
         fields["usage"] = partial.get("usage")
     Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, attempts=attempt).update(**fields)
+
+
+# --- Inline execution (the Cloudflare-compatible endpoint) -----------------------
+
+
+@dataclass
+class InlineExecution:
+    """A run executed in the calling process.  ``response`` is Cloudflare's own
+    answer (JSON envelope contents or raw bytes) for a proxy to relay; for a
+    stream, ``chunks`` yields the upstream bytes as they arrive and records the
+    run when it ends."""
+
+    run: Run
+    response: JSONResult | BinaryResult | None = None
+    chunks: Iterator[bytes] | None = None
+
+
+def execute_inline(run: Run) -> InlineExecution:
+    """Execute a just-submitted run (``submit_run(..., enqueue=False)``) now, in
+    this process: one attempt, no queue hop, no retry.  The caller speaks
+    Cloudflare's protocol and retries a 429/3040 itself, as it would against
+    Cloudflare.  Upstream errors are recorded on the run and re-raised for the
+    caller to relay; the same finish rules as the worker apply."""
+    if not claim_attempt(run.pk, 1):
+        raise InferenceError(f"Run {run.pk} is no longer queued")
+    run.refresh_from_db()
+    started = time.monotonic()
+    try:
+        response = request_upstream(run, upstream_payload(run))
+        if isinstance(response, StreamResult):
+            return InlineExecution(run, chunks=relay_stream(run, response, started))
+        outcome = outcome_from_response(run, response)
+    except InferenceConfigurationError as exc:
+        finish_failed(run, 1, code=None, message=str(exc), retryable=False)
+        raise
+    except InferenceError as exc:
+        finish_failed(run, 1, code=exc.code, message=str(exc), retryable=exc.retryable,
+                      upstream_ms=_elapsed_ms(started), partial=getattr(exc, "partial", None))
+        raise
+    except Exception as exc:  # never leave the run running
+        finish_failed(run, 1, code=None, message=f"Internal error: {type(exc).__name__}: {exc}",
+                      retryable=False, upstream_ms=_elapsed_ms(started))
+        raise
+    finish_succeeded(run, 1, outcome, upstream_ms=_elapsed_ms(started))
+    return InlineExecution(run, response=response)
+
+
+def relay_stream(run: Run, stream: StreamResult, started: float) -> Iterator[bytes]:
+    """Yield the upstream SSE bytes unchanged as they arrive, while the stream
+    accumulates text, tool calls and usage; record the run when it ends
+    (``failed`` with the partial text and usage if it was cut short).
+
+    If our caller hangs up, the generation is still billed upstream: the rest of
+    the stream is read (not relayed) so its usage is recorded."""
+    stream.keep_raw()
+    error: BaseException | None = None
+    try:
+        try:
+            for _event in stream:
+                chunk = stream.take_raw()
+                if chunk:
+                    yield chunk
+        except UpstreamProtocolError as exc:
+            error = exc
+        tail = stream.take_raw()  # [DONE], or what came before the cut
+        if tail:
+            yield tail
+    except GeneratorExit:
+        error = _drain(stream)
+        raise
+    except Exception as exc:
+        logger.exception("run %s: stream relay failed", run.pk)
+        error = exc
+        raise
+    finally:
+        stream.close()
+        _finish_stream(run, stream, error, _elapsed_ms(started))
+
+
+def _drain(stream: StreamResult) -> UpstreamProtocolError | None:
+    try:
+        stream.consume()
+    except UpstreamProtocolError as exc:
+        return exc
+    return None
+
+
+def _finish_stream(run: Run, stream: StreamResult, error: BaseException | None, upstream_ms: int) -> None:
+    result = {"response": stream.text, "tool_calls": stream.tool_calls, "usage": stream.usage}
+    if error is None and stream.done:
+        finish_succeeded(run, 1, Outcome(result=result, usage=stream.usage, media=[]), upstream_ms=upstream_ms)
+        return
+    if isinstance(error, InferenceError):
+        code, message = error.code, str(error)
+    elif error is not None:
+        code, message = None, f"Internal error: {type(error).__name__}: {error}"
+    else:
+        code, message = None, "Workers AI stream ended before [DONE]"
+    finish_failed(run, 1, code=code, message=message, retryable=False, upstream_ms=upstream_ms, partial=result)
 
 
 # --- Cancel ---------------------------------------------------------------------
