@@ -147,6 +147,14 @@ def run_model(request: HttpRequest, account_id: str, model_name: str) -> HttpRes
     except services.SubmissionError as exc:
         return submission_error(exc)
 
+    response = relay(run)
+    # Where the call is recorded, for whoever wants to look it up later.
+    response["X-CFAI-Run-Id"] = str(run.pk)
+    return response
+
+
+def relay(run: Run) -> HttpResponse:
+    """Execute the run now and answer with Cloudflare's own answer."""
     try:
         execution = services.execute_inline(run)
     except InferenceConfigurationError:
@@ -170,6 +178,4 @@ def run_model(request: HttpRequest, account_id: str, model_name: str) -> HttpRes
         response = JsonResponse(
             {"result": result.result, "success": True, "errors": [], "messages": result.messages}
         )
-    # Where the run is recorded, for whoever wants to look it up later.
-    response["X-CFAI-Run-Id"] = str(run.pk)
     return response
