@@ -338,6 +338,8 @@ def upstream_payload(run: Run) -> dict[str, Any]:
     """Rebuild what Cloudflare must receive: the stored input with each media
     reference replaced by the bytes in the encoding the model expects."""
     payload = dict(run.input)
+    if not any(isinstance(value, dict) and "media" in value for value in payload.values()):
+        return payload  # no media: spare the query (the compat endpoint is latency-bound)
     for media in run.media.filter(role=RunMedia.Role.INPUT):
         with media.file.open("rb") as fh:
             payload[media.field] = encode_for_upstream(fh.read(), media.encoding)
@@ -547,7 +549,6 @@ def execute_inline(run: Run) -> InlineExecution:
     caller to relay; the same finish rules as the worker apply."""
     if not claim_attempt(run.pk, 1):
         raise InferenceError(f"Run {run.pk} is no longer queued")
-    run.refresh_from_db()
     started = time.monotonic()
     try:
         response = request_upstream(run, upstream_payload(run))

@@ -23,7 +23,9 @@ SDXL = "@cf/stabilityai/stable-diffusion-xl-base-1.0"
 FLUX = "@cf/black-forest-labs/flux-1-schnell"
 LLAMA_ENCODED = "%40cf%2Fmeta%2Fllama-3.1-8b-instruct"
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# No Celery involved: the endpoint executes in the web process, so the embedded
+# (SQLite) configuration runs these too.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.embedded]
 
 
 @pytest.fixture
