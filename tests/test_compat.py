@@ -334,3 +334,38 @@ class TestRawBodies:
         )
         assert_error(response, 413, 3006)
         assert Run.objects.count() == 0 and emulator.requests == []
+
+
+class TestASGI:
+    """Under ASGI (uvicorn workers), Django would buffer a synchronous stream whole;
+    the endpoint hands it an asynchronous one fed as upstream events arrive."""
+
+    def test_stream_is_not_buffered_under_asgi(self, key, emulator):
+        from asgiref.sync import async_to_sync
+        from django.test import AsyncClient
+
+        emulator.configure(token_delay_ms=60)
+
+        async def call():
+            response = await AsyncClient().post(
+                f"/client/v4/accounts/{ACCOUNT_ID}/ai/run/{LLAMA_ENCODED}",
+                data={"prompt": "async please", "stream": True, "max_tokens": 30},
+                content_type="application/json", headers={"Authorization": f"Bearer {key}"},
+            )
+            started = time.monotonic()
+            arrivals = []
+            async for chunk in response.streaming_content:
+                arrivals.append((time.monotonic() - started, chunk))
+            return response, arrivals
+
+        response, arrivals = async_to_sync(call)()
+        assert response.status_code == 200 and response["Content-Type"] == "text/event-stream"
+        raw = b"".join(chunk for _at, chunk in arrivals)
+        assert sse_events(raw)[-1] == "[DONE]"
+        # One chunk per token, 60 ms apart: delivered as they came, not in one blob.
+        first_at, last_at = arrivals[0][0], arrivals[-1][0]
+        assert len(arrivals) > 5 and last_at - first_at > 0.04 * (len(arrivals) - 2), arrivals
+        run = wait_terminal(response["X-CFAI-Run-Id"])
+        assert run.status == "succeeded" and run.usage["completion_tokens"] > 0
+        text = "".join(json.loads(e)["response"] for e in sse_events(raw)[:-1])
+        assert run.result["response"] == text

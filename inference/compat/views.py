@@ -20,6 +20,7 @@ import logging
 from typing import Any
 from urllib.parse import unquote
 
+from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -27,6 +28,7 @@ from .. import catalog, services
 from ..conf import inference_settings
 from ..exceptions import InferenceConfigurationError, InferenceError, UpstreamTimeoutError
 from ..models import Run
+from .streaming import iterate_in_thread
 
 logger = logging.getLogger(__name__)
 
@@ -147,13 +149,13 @@ def run_model(request: HttpRequest, account_id: str, model_name: str) -> HttpRes
     except services.SubmissionError as exc:
         return submission_error(exc)
 
-    response = relay(run)
+    response = relay(run, asgi=isinstance(request, ASGIRequest))
     # Where the call is recorded, for whoever wants to look it up later.
     response["X-CFAI-Run-Id"] = str(run.pk)
     return response
 
 
-def relay(run: Run) -> HttpResponse:
+def relay(run: Run, *, asgi: bool = False) -> HttpResponse:
     """Execute the run now and answer with Cloudflare's own answer."""
     try:
         execution = services.execute_inline(run)
@@ -167,7 +169,10 @@ def relay(run: Run) -> HttpResponse:
         return error(500, INTERNAL_ERROR, "Internal error")
 
     if execution.chunks is not None:
-        response = StreamingHttpResponse(execution.chunks, content_type="text/event-stream")
+        chunks = execution.chunks
+        if asgi:
+            chunks = iterate_in_thread(chunks)  # else Django's ASGI handler buffers it whole
+        response = StreamingHttpResponse(chunks, content_type="text/event-stream")
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"
     elif execution.response is not None and execution.response.kind == "binary":
