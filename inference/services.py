@@ -47,6 +47,7 @@ __all__ = [
     "create_api_key",
     "authenticate_api_key",
     "execute_inline",
+    "submit_inline",
     "execute_run",
     "submit_run",
     "visible_runs",
@@ -387,10 +388,16 @@ def backoff_delay(attempt: int, retry_after: float | None) -> float:
     return random.uniform(cap / 2, cap)
 
 
-def claim_attempt(run_id, attempt: int) -> bool:
+def claim_attempt(run_id, attempt: int, *, created_at=None) -> bool:
     """Move the run into ``attempt`` with one conditional UPDATE.  A duplicate
-    or stale message finds no matching row and does nothing."""
+    or stale message finds no matching row and does nothing.  A caller that
+    knows the run's ``created_at`` spares the queries that compute ``queue_ms``."""
     now = timezone.now()
+    if attempt == 1 and created_at is not None:
+        return bool(Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
+            status=RunStatus.RUNNING, attempts=1, started_at=now, heartbeat_at=now,
+            queue_ms=max(0, int((now - created_at).total_seconds() * 1000)),
+        ))
     if attempt == 1:
         updated = Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
             status=RunStatus.RUNNING, attempts=1, started_at=now, heartbeat_at=now
@@ -541,14 +548,27 @@ class InlineExecution:
     chunks: Iterator[bytes] | None = None
 
 
+def submit_inline(user, sub: Submission, *, api_key: APIKey | None = None) -> Run:
+    """``submit_run`` without the queue, and the first attempt claimed, in one
+    transaction: the run is recorded (history, budgets) before anything is sent
+    upstream, with one commit where separate steps would take three."""
+    with transaction.atomic():
+        run, _created = submit_run(user, sub, api_key=api_key, enqueue=False)
+        if run.status == RunStatus.QUEUED and claim_attempt(run.pk, 1, created_at=run.created_at):
+            run.status, run.attempts = RunStatus.RUNNING, 1
+    return run
+
+
 def execute_inline(run: Run) -> InlineExecution:
-    """Execute a just-submitted run (``submit_run(..., enqueue=False)``) now, in
-    this process: one attempt, no queue hop, no retry.  The caller speaks
-    Cloudflare's protocol and retries a 429/3040 itself, as it would against
-    Cloudflare.  Upstream errors are recorded on the run and re-raised for the
-    caller to relay; the same finish rules as the worker apply."""
-    if not claim_attempt(run.pk, 1):
-        raise InferenceError(f"Run {run.pk} is no longer queued")
+    """Execute a run now, in this process (from ``submit_inline``, or a queued
+    run): one attempt, no queue hop, no retry.  The caller speaks Cloudflare's
+    protocol and retries a 429/3040 itself, as it would against Cloudflare.
+    Upstream errors are recorded on the run and re-raised for the caller to
+    relay; the same finish rules as the worker apply."""
+    if run.status != RunStatus.RUNNING or run.attempts != 1:
+        if not claim_attempt(run.pk, 1, created_at=run.created_at):
+            raise InferenceError(f"Run {run.pk} is no longer queued")
+        run.status, run.attempts = RunStatus.RUNNING, 1
     started = time.monotonic()
     try:
         response = request_upstream(run, upstream_payload(run))

@@ -134,7 +134,7 @@ def run_model(request: HttpRequest, account_id: str, model_name: str) -> HttpRes
         return error(400, MISSING_BODY, "Bad input: request is missing a body")
     try:
         payload, uploads = parse_body(request, spec.task if spec else None)
-        run, _created = services.submit_run(
+        run = services.submit_inline(
             key.user,
             services.Submission(
                 model=model,
@@ -144,7 +144,6 @@ def run_model(request: HttpRequest, account_id: str, model_name: str) -> HttpRes
                 client_ip=request.META.get("REMOTE_ADDR") or None,
             ),
             api_key=key,
-            enqueue=False,
         )
     except services.SubmissionError as exc:
         return submission_error(exc)
