@@ -369,3 +369,23 @@ class TestASGI:
         assert run.status == "succeeded" and run.usage["completion_tokens"] > 0
         text = "".join(json.loads(e)["response"] for e in sse_events(raw)[:-1])
         assert run.result["response"] == text
+
+
+class TestBodySize:
+    def test_body_over_djangos_default_limit_gets_an_envelope(self, base, key, emulator):
+        # 3 MB is over DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB): still judged by us, in
+        # Cloudflare's shape (here: not a JSON object).
+        response = requests.post(
+            f"{base}/accounts/{ACCOUNT_ID}/ai/run/{LLAMA}", data=b"[" + b"1," * 1_500_000 + b"1]",
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"}, timeout=60,
+        )
+        body = assert_error(response, 400, 5006)
+        assert "object" in body["errors"][0]["message"]
+
+    def test_body_over_our_limit_is_413(self, base, key, emulator, settings):
+        settings.INFERENCE = {**settings.INFERENCE, "MAX_UPLOAD_BYTES": 1000}
+        # Limit = 4 × 1000 + 1 MiB.
+        response = post(base, key, LLAMA, {"prompt": "x" * (1024 * 1024 + 5000)})
+        body = assert_error(response, 413, 3006)
+        assert "body" in body["errors"][0]["message"]
+        assert Run.objects.count() == 0 and emulator.requests == []
