@@ -27,7 +27,7 @@ from django.views.decorators.csrf import csrf_exempt
 from .. import catalog, services
 from ..conf import inference_settings
 from ..exceptions import InferenceConfigurationError, InferenceError, UpstreamTimeoutError
-from ..models import Run
+from ..models import APIKey, Run
 from .streaming import iterate_in_thread
 
 logger = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def error(status: int, code: int, message: str, headers: dict[str, str] | None =
     return envelope_error(status, [{"code": code, "message": message}], headers)
 
 
-def bearer_key(request: HttpRequest):
+def bearer_key(request: HttpRequest) -> APIKey | None:
     scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not raw.strip():
         return None
