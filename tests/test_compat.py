@@ -236,6 +236,14 @@ class TestErrors:
         # One attempt: the Cloudflare client retries itself, as it would against Cloudflare.
         assert len(emulator.requests) == 1 and run.attempts == 1
 
+    @pytest.mark.parametrize("fault", ["drop", "invalid_json"])
+    def test_unreadable_upstream_is_502_in_envelope(self, base, key, emulator, fault):
+        emulator.add_fault(fault, model=LLAMA)
+        response = post(base, key, LLAMA, {"prompt": "hi"})
+        assert_error(response, 502, 3043)
+        run = Run.objects.get(pk=response.headers["X-CFAI-Run-Id"])
+        assert run.status == "failed" and run.error_message and run.attempts == 1
+
     def test_bad_input_is_400_and_nothing_is_stored(self, base, key, emulator):
         response = post(base, key, LLAMA, {"max_tokens": 20})
         body = assert_error(response, 400, 5006)
