@@ -4,4 +4,5 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("inference.api.urls")),
+    path("client/v4/", include("inference.compat.urls")),
 ]

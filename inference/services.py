@@ -12,6 +12,7 @@ import random
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -25,7 +26,7 @@ from django.utils import timezone
 from . import catalog, live, reliability, webhooks
 from . import logging as scrub_logs
 from .catalog_db import resolve_model
-from .client import BinaryResult, JSONResult, StreamResult, WorkersAIClient
+from .client import BinaryResult, JSONResult, RunResult, StreamResult, WorkersAIClient
 from .conf import inference_settings
 from .exceptions import (
     InferenceConfigurationError,
@@ -58,6 +59,8 @@ __all__ = [
     "cancel_run",
     "create_api_key",
     "authenticate_api_key",
+    "execute_inline",
+    "submit_inline",
     "execute_run",
     "submit_run",
     "visible_runs",
@@ -390,6 +393,8 @@ def upstream_payload(run: Run) -> dict[str, Any]:
     """Rebuild what Cloudflare must receive: the stored input with each media
     reference replaced by the bytes in the encoding the model expects."""
     payload = dict(run.input)
+    if not any(isinstance(value, dict) and "media" in value for value in payload.values()):
+        return payload  # no media: spare the query (the compat endpoint is latency-bound)
     for media in run.media.filter(role=RunMedia.Role.INPUT):
         with media.file.open("rb") as fh:
             payload[media.field] = encode_for_upstream(fh.read(), media.encoding)
@@ -470,10 +475,16 @@ def backoff_delay(attempt: int, retry_after: float | None) -> float:
     return random.uniform(cap / 2, cap)
 
 
-def claim_attempt(run_id, attempt: int) -> bool:
+def claim_attempt(run_id, attempt: int, *, created_at=None) -> bool:
     """Move the run into ``attempt`` with one conditional UPDATE.  A duplicate
-    or stale message finds no matching row and does nothing."""
+    or stale message finds no matching row and does nothing.  A caller that
+    knows the run's ``created_at`` spares the queries that compute ``queue_ms``."""
     now = timezone.now()
+    if attempt == 1 and created_at is not None:
+        return bool(Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
+            status=RunStatus.RUNNING, attempts=1, started_at=now, heartbeat_at=now,
+            queue_ms=max(0, int((now - created_at).total_seconds() * 1000)),
+        ))
     if attempt == 1:
         updated = Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
             status=RunStatus.RUNNING, attempts=1, started_at=now, heartbeat_at=now
@@ -632,8 +643,17 @@ class Outcome:
 
 
 def call_upstream(run: Run, payload: dict[str, Any]) -> Outcome:
-    client = get_client(run)
-    response = client.run(run.model, payload, timeout=reliability.upstream_timeout(run))
+    return outcome_from_response(run, request_upstream(run, payload))
+
+
+def request_upstream(run: Run, payload: dict[str, Any]) -> RunResult:
+    """Send the run upstream and return Cloudflare's answer as it came (JSON,
+    bytes or an open stream): the compatible endpoint relays it unchanged."""
+    return get_client(run).run(run.model, payload, timeout=reliability.upstream_timeout(run))
+
+
+def outcome_from_response(run: Run, response: RunResult) -> Outcome:
+    """What is stored of an upstream answer: normalized result, usage, media."""
     if isinstance(response, StreamResult):
         return consume_stream(run, response)
     spec = resolve_model(run.model)
@@ -782,6 +802,133 @@ def announce_finished(run: Run, status: str, *, output: bool = False) -> None:
     if output:
         webhooks.dispatch_on_commit(run.pk, "output")
     webhooks.dispatch_on_commit(run.pk, "completed")
+
+
+# --- Inline execution (the Cloudflare-compatible endpoint) -----------------------
+
+
+@dataclass
+class InlineExecution:
+    """A run executed in the calling process.  ``response`` is Cloudflare's own
+    answer (JSON envelope contents or raw bytes) for a proxy to relay; for a
+    stream, ``chunks`` yields the upstream bytes as they arrive and records the
+    run when it ends."""
+
+    run: Run
+    response: JSONResult | BinaryResult | None = None
+    chunks: Iterator[bytes] | None = None
+
+
+def submit_inline(user, sub: Submission, *, api_key: APIKey | None = None) -> Run:
+    """``submit_run`` without the queue, and the first attempt claimed, in one
+    transaction: the run is recorded (history, budgets) before anything is sent
+    upstream, with one commit where separate steps would take three."""
+    with transaction.atomic():
+        run, _created = submit_run(user, sub, api_key=api_key, enqueue=False)
+        if run.status == RunStatus.QUEUED and claim_attempt(run.pk, 1, created_at=run.created_at):
+            run.status, run.attempts = RunStatus.RUNNING, 1
+    return run
+
+
+def execute_inline(run: Run) -> InlineExecution:
+    """Execute a run now, in this process (from ``submit_inline``, or a queued
+    run): one attempt, no queue hop, no retry.  The caller speaks Cloudflare's
+    protocol and retries a 429/3040 itself, as it would against Cloudflare.
+    Upstream errors are recorded on the run and re-raised for the caller to
+    relay; the same finish rules as the worker apply."""
+    if run.status != RunStatus.RUNNING or run.attempts != 1:
+        if not claim_attempt(run.pk, 1, created_at=run.created_at):
+            raise InferenceError(f"Run {run.pk} is no longer queued")
+        run.status, run.attempts = RunStatus.RUNNING, 1
+    started = time.monotonic()
+    # The same lease as a worker's attempt: the sweeper must not take a live
+    # inline call for a dead worker's and send it upstream a second time.
+    lease = reliability.heartbeats.start(run.pk, 1)
+    streaming = False
+    try:
+        response = request_upstream(run, upstream_payload(run))
+        if isinstance(response, StreamResult):
+            streaming = True  # relay_stream releases the lease when it ends
+            return InlineExecution(run, chunks=relay_stream(run, response, started, lease))
+        outcome = outcome_from_response(run, response)
+    except InferenceConfigurationError as exc:
+        finish_failed(run, 1, code=None, message=str(exc), retryable=False)
+        raise
+    except InferenceError as exc:
+        finish_failed(run, 1, code=exc.code, message=str(exc), retryable=exc.retryable,
+                      upstream_ms=_elapsed_ms(started), partial=getattr(exc, "partial", None))
+        raise
+    except Exception as exc:  # never leave the run running
+        finish_failed(run, 1, code=None, message=f"Internal error: {type(exc).__name__}: {exc}",
+                      retryable=False, upstream_ms=_elapsed_ms(started))
+        raise
+    finally:
+        if not streaming:
+            reliability.heartbeats.stop(lease)
+    finish_succeeded(run, 1, outcome, upstream_ms=_elapsed_ms(started))
+    return InlineExecution(run, response=response)
+
+
+def relay_stream(run: Run, stream: StreamResult, started: float, lease=None) -> Iterator[bytes]:
+    """Yield the upstream SSE bytes unchanged as they arrive, while the stream
+    accumulates text, tool calls and usage; record the run when it ends
+    (``failed`` with the partial text and usage if it was cut short).
+
+    If our caller hangs up, the generation is still billed upstream: the rest of
+    the stream is read (not relayed) so its usage is recorded."""
+    stream.keep_raw()
+    error: BaseException | None = None
+    try:
+        try:
+            for event in stream:
+                text, fragments = stream_delta(event)
+                if text or fragments:
+                    # /api/runs/{id}/events/ shows compat streams live too.
+                    live.publish(run.pk, "output", {"delta": text, **({"tool_calls": fragments} if fragments else {})})
+                chunk = stream.take_raw()
+                if chunk:
+                    yield chunk
+        except UpstreamProtocolError as exc:
+            error = exc
+        tail = stream.take_raw()  # [DONE], or what came before the cut
+        if tail:
+            yield tail
+    except GeneratorExit:
+        error = _drain(stream)
+        raise
+    except Exception as exc:
+        logger.exception("run %s: stream relay failed", run.pk)
+        error = exc
+        raise
+    finally:
+        stream.close()
+        try:
+            _finish_stream(run, stream, error, _elapsed_ms(started))
+        finally:
+            if lease is not None:
+                reliability.heartbeats.stop(lease)
+
+
+def _drain(stream: StreamResult) -> UpstreamProtocolError | None:
+    try:
+        stream.consume()
+    except UpstreamProtocolError as exc:
+        return exc
+    return None
+
+
+def _finish_stream(run: Run, stream: StreamResult, error: BaseException | None, upstream_ms: int) -> None:
+    result = {"response": stream.text, "tool_calls": stream.tool_calls, "usage": stream.usage}
+    if error is None and stream.done:
+        finish_succeeded(run, 1, Outcome(result=result, usage=stream.usage, media=[]), upstream_ms=upstream_ms)
+        return
+    if isinstance(error, InferenceError):
+        code, message = error.code, str(error)
+    elif error is not None:
+        code, message = None, f"Internal error: {type(error).__name__}: {error}"
+    else:
+        code, message = None, "Workers AI stream ended before [DONE]"
+    finish_failed(run, 1, code=code, message=message, retryable=False, upstream_ms=upstream_ms, partial=result)
 
 
 # --- Cancel ---------------------------------------------------------------------

@@ -166,6 +166,8 @@ class StreamResult:
         self._chunks = chunks
         self._on_close = on_close
         self._closed = False
+        # Bytes read from the wire, kept only for a proxy that relays them unchanged.
+        self._raw: bytearray | None = None
         self._events = self._generate()
 
     # -- accumulated outcome ------------------------------------------------------
@@ -188,6 +190,22 @@ class StreamResult:
             # Closed by the caller (or finished): never resume reading a released body.
             raise StopIteration
         return next(self._events)
+
+    def keep_raw(self) -> None:
+        """Keep the bytes read from now on, for ``take_raw``: a proxy relays the
+        upstream's own bytes (exact framing, padding and all) while this object
+        still parses them and accumulates text and usage."""
+        if self._raw is None:
+            self._raw = bytearray()
+
+    def take_raw(self) -> bytes:
+        """The raw bytes read since the last call (all of each event yielded so far,
+        possibly the start of the next one)."""
+        if not self._raw:
+            return b""
+        data = bytes(self._raw)
+        self._raw.clear()
+        return data
 
     def consume(self) -> StreamResult:
         """Read the rest of the stream (raising if it breaks) and return ``self``."""
@@ -247,6 +265,8 @@ class StreamResult:
                 if self._closed:  # our own close() racing a read: not an upstream fault
                     return
                 raise _Interrupted() from exc
+            if self._raw is not None:
+                self._raw += chunk
             yield chunk
 
     def _fail(self, message: str, *, body: str | None = None) -> UpstreamProtocolError:
