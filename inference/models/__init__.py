@@ -1,5 +1,6 @@
 """Models, one module per area; everything importable from ``inference.models``."""
 
+from .pricing import Budget, Price, UsageDaily  # noqa: F401,E402
 from .runs import (  # noqa: F401
     TERMINAL_STATUSES,
     APIKey,
