@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 USD_PER_NEURON = Decimal("0.011") / Decimal(1000)
 USD_QUANTUM = Decimal("1e-10")
-NEURON_QUANTUM = Decimal("1e-4")
+NEURON_QUANTUM = Decimal("1e-6")
 TILE_SIDE = 512
 # Real text-to-image models default to 1024×1024 when the request names no size.
 DEFAULT_IMAGE_SIDE = 1024

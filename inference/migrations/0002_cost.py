@@ -23,7 +23,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='run',
             name='cost_neurons',
-            field=models.DecimalField(blank=True, decimal_places=4, max_digits=24, null=True),
+            field=models.DecimalField(blank=True, decimal_places=6, max_digits=24, null=True),
         ),
         migrations.AddField(
             model_name='run',
@@ -52,7 +52,7 @@ class Migration(migrations.Migration):
                 ('model', models.CharField(help_text='Workers AI model name.', max_length=200)),
                 ('unit', models.CharField(choices=[('input_tokens', 'input_tokens'), ('output_tokens', 'output_tokens'), ('tile', 'tile'), ('step', 'step'), ('audio_minute', 'audio_minute'), ('1k_chars', '1k_chars'), ('image', 'image')], max_length=32)),
                 ('usd_per_unit', models.DecimalField(decimal_places=10, help_text='US dollars per `per` units.', max_digits=20)),
-                ('neurons_per_unit', models.DecimalField(decimal_places=4, help_text='Neurons per `per` units.', max_digits=24)),
+                ('neurons_per_unit', models.DecimalField(decimal_places=6, help_text='Neurons per `per` units.', max_digits=24)),
                 ('per', models.PositiveIntegerField(default=1, help_text='How many units the prices are for (e.g. 1,000,000 tokens).')),
                 ('effective_from', models.DateTimeField(default=django.utils.timezone.now)),
                 ('note', models.CharField(blank=True, default='', max_length=200)),
@@ -95,7 +95,7 @@ class Migration(migrations.Migration):
                 ('input_tokens', models.PositiveBigIntegerField(default=0)),
                 ('output_tokens', models.PositiveBigIntegerField(default=0)),
                 ('cost_usd', models.DecimalField(decimal_places=10, default=Decimal('0'), max_digits=20)),
-                ('neurons', models.DecimalField(decimal_places=4, default=Decimal('0'), max_digits=24)),
+                ('neurons', models.DecimalField(decimal_places=6, default=Decimal('0'), max_digits=24)),
                 ('estimated_runs', models.PositiveIntegerField(default=0, help_text='Runs whose cost is an estimate.')),
                 ('unknown_cost_runs', models.PositiveIntegerField(default=0, help_text='Runs with no known price (not counted as $0).')),
                 ('team', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='inference.team')),

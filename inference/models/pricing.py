@@ -13,7 +13,7 @@ from django.utils import timezone
 from ..catalog import Unit
 
 USD = {"max_digits": 20, "decimal_places": 10}
-NEURONS = {"max_digits": 24, "decimal_places": 4}
+NEURONS = {"max_digits": 24, "decimal_places": 6}
 
 
 class Price(models.Model):
