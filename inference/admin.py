@@ -78,6 +78,7 @@ class RunAdmin(admin.ModelAdmin):
         ("Timing", {"fields": ["created_at", "started_at", "completed_at", "queue_ms", "upstream_ms", "deadline_at"]}),
         ("Input", {"fields": ["input", "metadata", "webhook", "webhook_events", "idempotency_key"]}),
         ("Result", {"fields": ["result", "usage", "error_code", "error_message", "error_retryable"]}),
+        ("Cost", {"fields": ["cost_usd", "cost_neurons", "cost_estimated", "cost_reason", "cost_prices", "reserved_usd"]}),
     ]
 
     def get_readonly_fields(self, request, obj=None):
@@ -104,3 +105,5 @@ class RunAdmin(admin.ModelAdmin):
             except services.AlreadyFinished:
                 pass
         self.message_user(request, f"Canceled {canceled} run(s).")
+
+from . import admin_cost  # noqa: E402,F401  (prices, budgets, usage, dashboard)
