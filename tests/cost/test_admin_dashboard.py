@@ -116,3 +116,23 @@ def test_dashboard_screenshot_in_headless_chromium(live_server, client, staff, u
         finally:
             browser.close()
     assert shot.stat().st_size > 10_000
+
+
+@pytest.mark.embedded
+@pytest.mark.django_db
+def test_run_changelist_fast_paths_still_filter_and_drill_down(client, staff, user):
+    from inference.models import Run
+
+    now = timezone.now()
+    for i, task in enumerate(["text-generation", "text-to-image", "text-generation"]):
+        Run.objects.create(user=user, model="m", task=task, input={}, status="succeeded",
+                           created_at=now - timedelta(days=40 * i))
+    client.force_login(staff)
+    html = client.get("/admin/inference/run/").content.decode()
+    assert html.count('name="_selected_action"') == 3
+    filtered = client.get("/admin/inference/run/", {"task": "text-to-image"}).content.decode()
+    assert filtered.count('name="_selected_action"') == 1
+    year = client.get("/admin/inference/run/", {"created_at__year": now.year}).content.decode()
+    # drill-down offers the months between the first and last run of that year
+    assert f"created_at__month={now.month}" in year
+    assert now.strftime("%B %Y") in year
