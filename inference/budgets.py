@@ -18,7 +18,7 @@ import logging
 from datetime import datetime, time
 from decimal import Decimal
 
-from django.db.models import Q, Sum
+from django.db.models import DecimalField, F, Func, Q, Subquery
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -57,7 +57,11 @@ def budgets_for(user, team) -> Q:
 
 
 def spent(budget: Budget, now: datetime | None = None) -> Decimal:
-    """Reconciled spend in the budget's period plus open reservations."""
+    """Reconciled spend in the budget's period plus open reservations.
+
+    One SQL statement, so both sums come from one snapshot: a run finishing
+    in between (reservation dropped, cost added, in one commit) is counted
+    exactly once, never zero times."""
     start = period_start(budget.period, now)
     usage = UsageDaily.objects.all()
     active = Run.objects.filter(status__in=ACTIVE)
@@ -68,9 +72,17 @@ def spent(budget: Budget, now: datetime | None = None) -> Decimal:
     if start is not None:
         usage = usage.filter(day__gte=start.date())
         active = active.filter(created_at__gte=start)
-    done = usage.aggregate(s=Sum("cost_usd"))["s"] or Decimal(0)
-    reserved = active.aggregate(s=Sum("reserved_usd"))["s"] or Decimal(0)
-    return done + reserved
+    # SUM() without GROUP BY inside each subquery: one row each.
+    done_sq = usage.order_by().annotate(s=Func(F("cost_usd"), function="SUM")).values("s")[:1]
+    reserved_sq = active.order_by().annotate(s=Func(F("reserved_usd"), function="SUM")).values("s")[:1]
+    row = (
+        Budget.objects.filter(pk=budget.pk)
+        .annotate(done=Subquery(done_sq, output_field=DecimalField()), reserved=Subquery(reserved_sq, output_field=DecimalField()))
+        .values_list("done", "reserved")
+        .first()
+    )
+    done, reserved = row if row else (None, None)
+    return Decimal(done or 0) + Decimal(reserved or 0)
 
 
 def soft_limit(budget: Budget) -> Decimal:
