@@ -2,7 +2,7 @@
 must stay fast at that size: GET /api/usage/?group_by=model for a month, the
 admin run changelist and the usage dashboard (target: ≤ 200 ms each).
 
-    BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/cfai_bench \\
+    BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/cfai_bench_cost \\
         python bench/usage_bench.py [--runs 1000000] [--reseed] [--repeat 7]
 
 Runs are generated server-side with one set-based INSERT … SELECT over
@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/cfai_bench"
+DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/cfai_bench_cost"
 
 
 def ensure_database(url: str) -> None:
@@ -150,7 +150,11 @@ def main() -> int:
     if args.reseed or existing != args.runs:
         print(f"seeding {args.runs:,} runs …", flush=True)
         print(f"seeded in {seed(args.runs):.1f} s", flush=True)
-    print(f"runs: {Run.objects.count():,}", flush=True)
+    count = Run.objects.count()
+    print(f"runs: {count:,}", flush=True)
+    if count != args.runs:
+        print("the bench database does not hold the seeded runs (shared with another process?)")
+        return 1
 
     User = get_user_model()
     staff, _ = User.objects.get_or_create(username="bench-admin", defaults={"is_staff": True, "is_superuser": True})
