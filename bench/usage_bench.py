@@ -62,8 +62,8 @@ def seed(n: int) -> float:
                 cost_usd, cost_neurons, cost_estimated, cost_reason, cost_prices, reserved_usd)
             SELECT
                 md5(g::text || 'run')::uuid,
-                (%(users)s::int[])[1 + ((g::bigint * 7919) %% cardinality(%(users)s::int[]))::int],
-                CASE WHEN g %% 3 = 0 THEN (%(teams)s::int[])[1 + g %% cardinality(%(teams)s::int[])] END,
+                (%(users)s::int[])[1 + u.i],
+                CASE WHEN u.i %% 3 <> 0 THEN (%(teams)s::int[])[1 + u.i %% cardinality(%(teams)s::int[])] END,
                 'api', bm.model, bm.task,
                 CASE WHEN g %% 100 < 90 THEN 'succeeded' WHEN g %% 100 < 97 THEN 'failed' ELSE 'canceled' END,
                 g %% 5 = 0,
@@ -80,7 +80,10 @@ def seed(n: int) -> float:
                 '[]'::jsonb, 0
             FROM generate_series(1, %(n)s) AS g
             CROSS JOIN LATERAL (SELECT now() - (g::double precision / %(n)s) * interval '90 days' AS ts) t
-            JOIN bench_models bm ON bm.i = g %% %(m)s
+            -- each user calls three models of their own (as real callers do); two in
+            -- three users belong to a team
+            CROSS JOIN LATERAL (SELECT ((g::bigint * 7919) %% cardinality(%(users)s::int[]))::int AS i) u
+            JOIN bench_models bm ON bm.i = (u.i * 7 + g %% 3) %% %(m)s
             """,
             {"users": users, "teams": teams, "n": n, "m": len(models)},
         )
