@@ -154,7 +154,9 @@ def main() -> int:
         print(f"seeding {args.runs:,} runs …", flush=True)
         print(f"seeded in {seed(args.runs):.1f} s", flush=True)
     count = Run.objects.count()
-    print(f"runs: {count:,}", flush=True)
+    from inference.models import UsageDaily
+
+    print(f"runs: {count:,}; daily usage rows: {UsageDaily.objects.count():,}", flush=True)
     if count != args.runs:
         print("the bench database does not hold the seeded runs (shared with another process?)")
         return 1
