@@ -69,9 +69,10 @@ class TestBudgets:
         Budget.objects.create(name="team-total", team=team, period="total", limit_usd=D("0.0001"))
         client = make_client(user, team=team)
         assert submit(user).reserved_usd == ESTIMATE  # personal key: no team budget
+        assert submit(user, api_key=client.key).team == team  # 0.000083 of 0.0001
         with pytest.raises(services.SubmissionError) as exc:
-            submit(user, api_key=client.key)
-            submit(user, api_key=client.key)
+            submit(user, api_key=client.key)  # 2 × 0.000083 would pass the limit
+        assert exc.value.status == 402
         assert exc.value.errors["budget"] == "team-total"
 
     def test_reconcile_replaces_the_reservation_with_the_cost(self, user, emulator):
