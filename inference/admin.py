@@ -5,6 +5,7 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 
 from . import services
+from .admin_perf import CappedCountPaginator, TaskListFilter, fast_dates
 from .admin_webhooks import WebhookDeliveryInline
 from .models import APIKey, CatalogModel, CloudflareAccount, Run, RunMedia, Team, TeamMembership
 
@@ -67,7 +68,7 @@ class RunMediaInline(admin.TabularInline):
 @admin.register(Run)
 class RunAdmin(admin.ModelAdmin):
     list_display = ["id", "created_at", "user", "team", "model", "task", "status_badge", "attempts", "upstream_ms"]
-    list_filter = ["status", "task", "source", "created_at", "team"]
+    list_filter = ["status", TaskListFilter, "source", "created_at", "team"]
     search_fields = ["id", "model", "user__username", "metadata", "error_message"]
     list_select_related = ["user", "team"]
     date_hierarchy = "created_at"
@@ -75,17 +76,22 @@ class RunAdmin(admin.ModelAdmin):
     inlines = [RunMediaInline, WebhookDeliveryInline]
     actions = ["cancel_runs"]
     show_full_result_count = False
+    # Fast at a million runs (inference/admin_perf.py; measured by bench/usage_bench.py).
+    paginator = CappedCountPaginator
+    list_per_page = 50
+
     fieldsets = [
         ("Summary", {"fields": ["id", "status", "model", "task", "stream", "user", "team", "api_key", "source", "client_ip", "attempts"]}),
         ("Timing", {"fields": ["created_at", "started_at", "completed_at", "queue_ms", "upstream_ms", "deadline_at"]}),
         ("Input", {"fields": ["input", "metadata", "webhook", "webhook_events", "idempotency_key"]}),
         ("Result", {"fields": ["result", "usage", "error_code", "error_message", "error_retryable"]}),
+        ("Cost", {"fields": ["cost_usd", "cost_neurons", "cost_estimated", "cost_reason", "cost_prices", "reserved_usd"]}),
     ]
 
     def get_queryset(self, request):
         # The one visibility rule (services.visible_runs); the admin is staff-only,
         # so today this is every run, but the rule stays in one place.
-        return services.visible_runs(request.user)
+        return fast_dates(services.visible_runs(request.user))
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in Run._meta.fields]
@@ -184,3 +190,6 @@ class CloudflareAccountAdmin(admin.ModelAdmin):
     def rotate_encryption(self, request, queryset):
         changed = services.rotate_credentials(queryset)
         self.message_user(request, f"Re-encrypted {changed} account(s).")
+
+
+from . import admin_cost  # noqa: E402,F401  (prices, budgets, usage, dashboard)

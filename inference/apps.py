@@ -8,4 +8,10 @@ class InferenceConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
         from . import checks  # noqa: F401  (registers system checks)
+        from .pricing import seed_prices_after_migrate
+
+        # post_migrate (not a data migration) so a flushed test database is re-seeded too.
+        post_migrate.connect(seed_prices_after_migrate, sender=self, dispatch_uid="inference_seed_prices")

@@ -23,8 +23,9 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from . import catalog, live, reliability, webhooks
+from . import budgets, catalog, live, pricing, reliability, webhooks
 from . import logging as scrub_logs
+from . import usage as usage_rollup
 from .catalog_db import resolve_model
 from .client import BinaryResult, JSONResult, RunResult, StreamResult, WorkersAIClient
 from .conf import inference_settings
@@ -277,8 +278,11 @@ def submit_run(user, sub: Submission, *, api_key: APIKey | None = None, enqueue:
         created_at=now,
         deadline_at=now + timedelta(seconds=inference_settings.RUN_DEADLINE),
     )
+    estimate = pricing.estimate_submission(sub.model, task, stripped, media)
     try:
         with transaction.atomic():
+            # Locks the applicable budgets until this run (and its reservation) commits.
+            budgets.reserve(run, estimate)
             run.save(force_insert=True)
             if media:
                 store_input_media(run, media)
@@ -752,6 +756,9 @@ def _partial_usage(run: Run, events: int) -> dict[str, Any] | None:
 
 def finish_succeeded(run: Run, attempt: int, outcome: Outcome, *, upstream_ms: int) -> None:
     now = timezone.now()
+    # Priced from what was measured; written with the status, the rollup and the
+    # budget reconciliation in one transaction.
+    cost = pricing.safe_cost_of(run, usage=outcome.usage, result=outcome.result, outputs=outcome.media)
     with transaction.atomic():
         stored = [store_media(run, RunMedia.Role.OUTPUT, key, data, ctype) for key, data, ctype in outcome.media]
         result = outcome.result if outcome.result is not None else {}
@@ -762,16 +769,18 @@ def finish_succeeded(run: Run, attempt: int, outcome: Outcome, *, upstream_ms: i
         updated = Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, attempts=attempt).update(
             status=RunStatus.SUCCEEDED, result=result, usage=outcome.usage, completed_at=now,
             upstream_ms=upstream_ms, error_code=None, error_message="", error_retryable=None,
+            reserved_usd=0, **cost.run_fields(),
         )
-        if not updated:
+        if updated:
+            _record_usage(run, RunStatus.SUCCEEDED, cost, now)
+            announce_finished(run, RunStatus.SUCCEEDED, output=True)
+        else:
             # Canceled (or finished by the sweeper) while we were calling upstream:
             # the result is discarded; its files with it.
             transaction.set_rollback(True)
             for media in stored:
                 media.file.delete(save=False)
             logger.info("run %s finished upstream after it was closed; result discarded", run.pk)
-        else:
-            announce_finished(run, RunStatus.SUCCEEDED, output=True)
     if not updated and outcome.usage:
         # The call was billed upstream even though its result is discarded.
         Run.objects.filter(pk=run.pk, status=RunStatus.CANCELED, usage__isnull=True).update(usage=outcome.usage)
@@ -790,8 +799,23 @@ def finish_failed(run: Run, attempt: int, *, code: int | None, message: str, ret
     if partial is not None:
         fields["result"] = partial
         fields["usage"] = partial.get("usage")
-    if Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, attempts=attempt).update(**fields):
-        announce_finished(run, RunStatus.FAILED)
+        # Partial output (a stream cut mid-way) was generated, so it is billed.
+        cost = pricing.safe_cost_of(run, usage=partial.get("usage"), result=partial)
+    else:
+        cost = pricing.not_billed("Failed before the upstream produced output: nothing billed.")
+    with transaction.atomic():
+        if Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, attempts=attempt).update(
+            **fields, reserved_usd=0, **cost.run_fields()
+        ):
+            _record_usage(run, RunStatus.FAILED, cost, fields["completed_at"])
+            announce_finished(run, RunStatus.FAILED)
+
+
+def _record_usage(run: Run, status: str, cost: pricing.Cost, at) -> None:
+    usage_rollup.record(run, status, cost, at)
+    crossed = budgets.alerts_after(run, cost.usd)
+    if crossed:
+        transaction.on_commit(lambda: budgets.send_alerts(crossed))
 
 
 def announce_finished(run: Run, status: str, *, output: bool = False) -> None:

@@ -223,3 +223,15 @@ def wait_for_status(run_id, statuses=("succeeded", "failed", "canceled"), timeou
             return run
         time.sleep(0.05)
     raise AssertionError(f"run {run_id} still {Run.objects.get(pk=run_id).status} after {timeout}s")
+
+
+@pytest.fixture(autouse=True)
+def seeded_prices(request):
+    """Prices are seeded on post_migrate, which pytest-django's flush after a
+    transactional test does not emit: seed again (idempotent, one query)."""
+    if not request.node.get_closest_marker("django_db") and not {"db", "transactional_db", "worker", "live_server"} & set(request.fixturenames):
+        return
+    request.getfixturevalue("_django_db_helper")
+    from inference.pricing import seed_prices
+
+    seed_prices()

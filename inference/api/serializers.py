@@ -8,6 +8,7 @@ from rest_framework import serializers
 
 from .. import catalog
 from ..models import Run, RunMedia, RunStatus
+from ..pricing import format_usd
 from . import parsers
 
 WEBHOOK_EVENTS = ("start", "output", "completed")
@@ -94,9 +95,17 @@ class RunSerializer(serializers.ModelSerializer):
     def get_error(self, obj: Run) -> dict | None:
         return obj.error if obj.status == RunStatus.FAILED else None
 
-    @extend_schema_field({"type": "object", "nullable": True})
+    @extend_schema_field({"type": "object", "nullable": True, "properties": {
+        "usd": {"type": "string"}, "neurons": {"type": "number"}, "estimated": {"type": "boolean"}}})
     def get_cost(self, obj: Run) -> dict | None:
-        return None  # filled in by the pricing service once prices are recorded
+        # None means unknown (no price, or nothing billed yet), never $0.
+        if obj.cost_usd is None:
+            return None
+        return {
+            "usd": format_usd(obj.cost_usd),
+            "neurons": float(obj.cost_neurons) if obj.cost_neurons is not None else None,
+            "estimated": obj.cost_estimated,
+        }
 
     @extend_schema_field({"type": "object", "properties": {
         "self": {"type": "string"}, "cancel": {"type": "string"}, "events": {"type": "string"}}})

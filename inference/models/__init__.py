@@ -2,6 +2,7 @@
 
 from .accounts import CloudflareAccount  # noqa: F401, E402
 from .catalog import CatalogModel  # noqa: F401
+from .pricing import Budget, Price, UsageDaily  # noqa: F401,E402
 from .runs import (  # noqa: F401
     TERMINAL_STATUSES,
     APIKey,

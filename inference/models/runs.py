@@ -139,6 +139,17 @@ class Run(models.Model):
     idempotency_key = models.CharField(max_length=255, blank=True, default="")
     request_hash = models.CharField(max_length=64, blank=True, default="")
 
+    # Cost (inference.pricing): written in the transaction that finishes the run.
+    # cost_usd NULL means unknown (cost_reason says why), never $0.
+    cost_usd = models.DecimalField(max_digits=20, decimal_places=10, null=True, blank=True)
+    cost_neurons = models.DecimalField(max_digits=24, decimal_places=6, null=True, blank=True)
+    cost_estimated = models.BooleanField(default=False, help_text="Cost from locally counted usage.")
+    cost_reason = models.CharField(max_length=300, blank=True, default="")
+    cost_prices = models.JSONField(default=list, blank=True, help_text="Ids of the Price rows applied.")
+    # Budget reservation made at submission; counts against budgets while the run
+    # is queued or running (inference.budgets).
+    reserved_usd = models.DecimalField(max_digits=20, decimal_places=10, default=0)
+
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [

@@ -1,0 +1,375 @@
+"""Cost of a run from what was measured: the one place prices are applied.
+
+Rules (cloudflare-facts.md "Pricing"):
+* Quantities come from measurement: tokens from the upstream ``usage`` (the last
+  SSE event for streams, so a streamed run costs what the same run unstreamed
+  does), tiles and steps from the image request, audio minutes from the audio
+  file itself (input for ASR, generated for TTS) read with mutagen, characters
+  from the text, one image per image classification.
+* Neurons reported by the upstream win; neurons convert to USD at $0.011 / 1,000.
+* No price known: the cost is ``None`` with a reason, never $0.
+* Anything counted locally (tokens when the upstream reported none, audio whose
+  length mutagen cannot read) makes the cost ``estimated``.
+* Money is Decimal throughout.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from django.utils import timezone
+
+from .catalog import MODELS, Task, Unit
+
+logger = logging.getLogger(__name__)
+
+USD_PER_NEURON = Decimal("0.011") / Decimal(1000)
+USD_QUANTUM = Decimal("1e-10")
+NEURON_QUANTUM = Decimal("1e-6")
+TILE_SIDE = 512
+# Real text-to-image models default to 1024×1024 when the request names no size.
+DEFAULT_IMAGE_SIDE = 1024
+# Default diffusion steps when the request names none (flux: 4; others: 20).
+DEFAULT_STEPS = {"@cf/black-forest-labs/flux-1-schnell": 4}
+DEFAULT_STEPS_OTHER = 20
+# Text generation defaults to 256 new tokens (cloudflare-facts.md).
+DEFAULT_MAX_TOKENS = 256
+# Local token estimate: about four characters per token for English text.
+CHARS_PER_TOKEN = 4
+# Fallback audio bitrate (bytes per second) when mutagen cannot read a file.
+FALLBACK_AUDIO_BYTES_PER_SECOND = 16000
+
+
+def _seed_effective_from() -> datetime:
+    # Seed prices take effect from this instant so that older runs are priced too.
+    return datetime(2024, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class Cost:
+    usd: Decimal | None
+    neurons: Decimal | None
+    estimated: bool = False
+    reason: str = ""
+    price_ids: list[int] = field(default_factory=list)
+    quantities: dict[str, Decimal] = field(default_factory=dict)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    # False for a run that failed before the upstream produced anything: nothing
+    # was billed, and the rollup does not count it as "unknown cost".
+    billable: bool = True
+
+    def run_fields(self) -> dict[str, Any]:
+        return {
+            "cost_usd": self.usd,
+            "cost_neurons": self.neurons,
+            "cost_estimated": self.estimated,
+            "cost_reason": self.reason[:300],
+            "cost_prices": self.price_ids,
+        }
+
+
+def neurons_to_usd(neurons: Decimal) -> Decimal:
+    return (Decimal(neurons) * USD_PER_NEURON).quantize(USD_QUANTUM, ROUND_HALF_UP)
+
+
+def format_usd(value: Decimal) -> str:
+    """Plain decimal notation without trailing zeros (``"0.000012"``)."""
+    text = format(value.quantize(USD_QUANTUM), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text or "0"
+
+
+# --- Prices ---------------------------------------------------------------------
+
+
+def seed_prices(price_model=None) -> int:
+    """Insert every catalog price missing from the table (idempotent: existing
+    rows, including admin edits and later versions, are left alone)."""
+    if price_model is None:
+        from .models import Price as price_model  # noqa: N813
+    effective = _seed_effective_from()
+    existing = set(
+        price_model.objects.filter(effective_from=effective).values_list("model", "unit")
+    )
+    rows = [
+        price_model(
+            model=spec.name, unit=str(p.unit), usd_per_unit=p.usd, neurons_per_unit=p.neurons,
+            per=p.per, effective_from=effective, note="seed: cloudflare-facts.md",
+        )
+        for spec in MODELS
+        for p in spec.prices
+        if (spec.name, str(p.unit)) not in existing
+    ]
+    price_model.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)
+
+
+def prices_for(model: str, at: datetime | None = None) -> dict[str, Any]:
+    """The price in force for each unit of ``model`` at ``at`` (newest version)."""
+    from .models import Price
+
+    at = at or timezone.now()
+    current: dict[str, Any] = {}
+    for price in Price.objects.filter(model=model, effective_from__lte=at).order_by("unit", "-effective_from"):
+        current.setdefault(price.unit, price)
+    return current
+
+
+# --- Measurement ----------------------------------------------------------------
+
+
+def estimate_tokens(text: str) -> int:
+    return math.ceil(len(text) / CHARS_PER_TOKEN) if text else 0
+
+
+def _text_of(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "\n".join(_text_of(v) for v in value)
+    if isinstance(value, dict):
+        if "content" in value:
+            return _text_of(value["content"])
+        if "text" in value:
+            return _text_of(value["text"])
+        return ""
+    return str(value)
+
+
+def prompt_text(task: str, payload: dict[str, Any]) -> str:
+    if task == Task.TEXT_GENERATION:
+        return _text_of(payload.get("messages")) + _text_of(payload.get("prompt"))
+    for key in ("text", "input_text", "prompt"):
+        if key in payload:
+            return _text_of(payload[key])
+    return ""
+
+
+def output_text(task: str, result: Any) -> str:
+    if not isinstance(result, dict):
+        return ""
+    for key in ("response", "translated_text", "summary", "description"):
+        if isinstance(result.get(key), str):
+            return result[key]
+    return ""
+
+
+def audio_seconds(data: bytes) -> tuple[Decimal, bool]:
+    """(seconds, estimated): the real length from the file's own headers."""
+    try:
+        import mutagen
+
+        info = mutagen.File(io.BytesIO(data))
+        if info is not None and info.info is not None and info.info.length > 0:
+            return Decimal(str(info.info.length)), False
+    except Exception:  # unreadable audio: fall back to an estimate, flagged
+        pass
+    return Decimal(len(data)) / Decimal(FALLBACK_AUDIO_BYTES_PER_SECOND), True
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    try:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as img:
+            return img.size
+    except Exception:
+        return None
+
+
+def tiles(width: int, height: int) -> int:
+    return math.ceil(width / TILE_SIDE) * math.ceil(height / TILE_SIDE)
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(value) if value is not None else default
+    except (TypeError, ValueError):
+        return default
+
+
+def _usage_int(usage: dict | None, key: str) -> int | None:
+    if not isinstance(usage, dict) or usage.get(key) is None:
+        return None
+    try:
+        return int(usage[key])
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass
+class Measured:
+    quantities: dict[str, Decimal]
+    # unit -> why its quantity is a local estimate; only units a price uses
+    # make the cost estimated.
+    guessed: dict[str, str]
+    input_tokens: int
+    output_tokens: int
+
+
+def measure(
+    model: str,
+    task: str,
+    payload: dict[str, Any],
+    *,
+    usage: dict | None,
+    result: Any,
+    inputs: Iterable[tuple[str, bytes, str]] = (),
+    outputs: Iterable[tuple[str, bytes, str]] = (),
+) -> Measured:
+    """Every quantity the price units could need, from the measured run."""
+    q: dict[str, Decimal] = {}
+    guessed: dict[str, str] = {}
+    inputs, outputs = list(inputs), list(outputs)
+
+    prompt_tokens = _usage_int(usage, "prompt_tokens")
+    if prompt_tokens is None:
+        prompt_tokens = estimate_tokens(prompt_text(task, payload))
+        guessed[Unit.INPUT_TOKENS] = "input tokens counted locally"
+    completion_tokens = _usage_int(usage, "completion_tokens")
+    if completion_tokens is None:
+        completion_tokens = estimate_tokens(output_text(task, result))
+        guessed[Unit.OUTPUT_TOKENS] = "output tokens counted locally"
+    q[Unit.INPUT_TOKENS] = Decimal(prompt_tokens)
+    q[Unit.OUTPUT_TOKENS] = Decimal(completion_tokens)
+
+    if task == Task.TEXT_TO_IMAGE:
+        width, height = payload.get("width"), payload.get("height")
+        if width is None or height is None:
+            sizes = [image_size(data) for _k, data, ctype in outputs if ctype.startswith("image/")]
+            size = next((s for s in sizes if s), None)
+            if size:
+                width, height = width or size[0], height or size[1]
+        q[Unit.TILE] = Decimal(tiles(_int(width, DEFAULT_IMAGE_SIDE), _int(height, DEFAULT_IMAGE_SIDE)))
+        steps = payload.get("steps", payload.get("num_steps"))
+        q[Unit.STEP] = Decimal(_int(steps, DEFAULT_STEPS.get(model, DEFAULT_STEPS_OTHER)))
+
+    # ASR bills the audio it hears, TTS the audio it speaks.
+    audio_source = inputs if task == Task.AUTOMATIC_SPEECH_RECOGNITION else outputs
+    seconds = Decimal(0)
+    for _key, data, ctype in audio_source:
+        if ctype.startswith("audio/") or task == Task.AUTOMATIC_SPEECH_RECOGNITION:
+            length, guessed_length = audio_seconds(data)
+            seconds += length
+            if guessed_length:
+                guessed[Unit.AUDIO_MINUTE] = "audio length estimated from its size"
+    q[Unit.AUDIO_MINUTE] = seconds / Decimal(60)
+
+    if task == Task.TEXT_TO_SPEECH:
+        q[Unit.KCHARS] = Decimal(len(_text_of(payload.get("text", payload.get("prompt"))))) / Decimal(1000)
+    q[Unit.IMAGE] = Decimal(1) if task in (Task.IMAGE_CLASSIFICATION, Task.OBJECT_DETECTION) else Decimal(0)
+    return Measured(q, guessed, prompt_tokens, completion_tokens)
+
+
+def price_quantities(model: str, quantities: dict[str, Decimal], at: datetime | None, *, guessed: dict[str, str]) -> Cost:
+    prices = prices_for(model, at)
+    if not prices:
+        return Cost(None, None, False, f"No price known for {model}: cost unknown (not $0).")
+    usd = Decimal(0)
+    neurons = Decimal(0)
+    used: list[int] = []
+    for unit, price in prices.items():
+        amount = quantities.get(unit, Decimal(0))
+        if not amount:
+            continue
+        usd += amount * price.usd_per_unit / price.per
+        neurons += amount * price.neurons_per_unit / price.per
+        used.append(price.pk)
+    notes = [guessed[unit] for unit in prices if unit in guessed and quantities.get(unit)]
+    estimated = bool(notes)
+    reason = "; ".join(notes)
+    return Cost(
+        usd.quantize(USD_QUANTUM, ROUND_HALF_UP), neurons.quantize(NEURON_QUANTUM, ROUND_HALF_UP),
+        estimated, reason, sorted(used), {k: v for k, v in quantities.items() if v},
+    )
+
+
+def cost_of(
+    run,
+    *,
+    usage: dict | None,
+    result: Any,
+    outputs: Iterable[tuple[str, bytes, str]] = (),
+) -> Cost:
+    """The cost of a finished (or partially finished) run."""
+    inputs = list(stored_inputs(run)) if run.task == Task.AUTOMATIC_SPEECH_RECOGNITION else []
+    measured = measure(run.model, run.task, run.input or {}, usage=usage, result=result, inputs=inputs, outputs=outputs)
+    reported = usage.get("neurons") if isinstance(usage, dict) else None
+    if reported is not None:
+        try:
+            neurons = Decimal(str(reported)).quantize(NEURON_QUANTUM, ROUND_HALF_UP)
+        except ArithmeticError:
+            neurons = None
+        if neurons is not None and neurons >= 0:
+            return Cost(
+                neurons_to_usd(neurons), neurons, False, "upstream-reported neurons", [],
+                {k: v for k, v in measured.quantities.items() if v},
+                measured.input_tokens, measured.output_tokens,
+            )
+    cost = price_quantities(
+        run.model, measured.quantities, run.created_at, guessed=measured.guessed
+    )
+    cost.input_tokens, cost.output_tokens = measured.input_tokens, measured.output_tokens
+    return cost
+
+
+def safe_cost_of(run, **kwargs: Any) -> Cost:
+    """``cost_of`` that never leaves a run unfinished: a pricing bug yields an
+    unknown cost with the reason, logged."""
+    try:
+        return cost_of(run, **kwargs)
+    except Exception as exc:
+        logger.exception("run %s: pricing failed", run.pk)
+        return Cost(None, None, False, f"Pricing error: {type(exc).__name__}: {exc}")
+
+
+def stored_inputs(run) -> Iterable[tuple[str, bytes, str]]:
+    from .models import RunMedia
+
+    for media in RunMedia.objects.filter(run_id=run.pk, role=RunMedia.Role.INPUT):
+        with media.file.open("rb") as fh:
+            yield media.field, fh.read(), media.content_type
+
+
+def not_billed(reason: str) -> Cost:
+    return Cost(None, None, False, reason, billable=False)
+
+
+def estimate_submission(model: str, task: str, payload: dict[str, Any], media: Iterable[Any] = ()) -> Decimal:
+    """Worst-case cost of a submission, for budget reservations.  Unknown prices
+    estimate at 0: such a run is refused only when the budget is already reached."""
+    inputs = [(m.field, m.data, m.content_type) for m in media]
+    max_tokens = _int(payload.get("max_tokens"), DEFAULT_MAX_TOKENS) if task == Task.TEXT_GENERATION else 0
+    fake_output: dict[str, Any] = {}
+    outputs: list[tuple[str, bytes, str]] = []
+    measured = measure(model, task, payload, usage=None, result=fake_output, inputs=inputs, outputs=outputs)
+    measured.quantities[Unit.OUTPUT_TOKENS] = Decimal(max_tokens)
+    if task == Task.TRANSLATION:
+        measured.quantities[Unit.OUTPUT_TOKENS] = measured.quantities[Unit.INPUT_TOKENS] * 2
+    if task == Task.TEXT_TO_SPEECH and not measured.quantities.get(Unit.AUDIO_MINUTE):
+        # Speech runs about 150 words a minute; a word is about 6 characters.
+        chars = len(_text_of(payload.get("text", payload.get("prompt"))))
+        measured.quantities[Unit.AUDIO_MINUTE] = Decimal(chars) / Decimal(6 * 150) + Decimal("0.1")
+    cost = price_quantities(model, measured.quantities, None, guessed={})
+    return cost.usd or Decimal(0)
+
+
+def seed_prices_after_migrate(sender, apps=None, using: str = "default", **kwargs: Any) -> None:
+    """post_migrate receiver: seed the catalog's prices (idempotent)."""
+    try:
+        price_model = apps.get_model("inference", "Price") if apps is not None else None
+    except LookupError:  # migrating backwards past the pricing migration
+        return
+    if price_model is not None:
+        seed_prices(price_model)
