@@ -339,7 +339,8 @@ def sweep() -> SweepReport:
     # Queued past the deadline (e.g. waiting on a paused account's pacing): fail too.
     for run in Run.objects.filter(status=RunStatus.QUEUED, deadline_at__lt=now).only("pk", "deadline_at")[:batch]:
         if Run.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
-            status=RunStatus.FAILED, completed_at=now, error_message=deadline_message(run), error_retryable=False
+            status=RunStatus.FAILED, completed_at=now, error_message=deadline_message(run), error_retryable=False,
+            reserved_usd=0,  # never sent upstream: release the budget reservation
         ):
             announce_finished(Run.objects.only("pk", "webhook").get(pk=run.pk), RunStatus.FAILED)
             report.expired += 1

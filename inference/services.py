@@ -39,7 +39,6 @@ from .exceptions import (
     UpstreamTimeoutError,
 )
 from .models import (
-    TERMINAL_STATUSES,
     APIKey,
     CloudflareAccount,
     Run,
@@ -567,7 +566,9 @@ def execute_run(run_id, attempt: int = 1) -> None:
 def _fail_unclaimed(run_id, attempt: int, *, code: int | None, message: str) -> None:
     """Fail a run without recording a new attempt (nothing was sent upstream)."""
     now = timezone.now()
-    fields = dict(status=RunStatus.FAILED, error_code=code, error_message=message[:4000], error_retryable=False, completed_at=now)
+    # Nothing was sent upstream: nothing billed, and the budget reservation is released.
+    fields = dict(status=RunStatus.FAILED, error_code=code, error_message=message[:4000], error_retryable=False,
+                  completed_at=now, reserved_usd=0, **pricing.not_billed(message[:200]).run_fields())
     if attempt == 1:
         updated = Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(**fields)
     else:
@@ -967,14 +968,12 @@ def cancel_run(run: Run) -> Run:
     when it tries to finish, and discards its result."""
     now = timezone.now()
     updated = Run.objects.filter(pk=run.pk, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).update(
-        status=RunStatus.CANCELED, completed_at=now, error_message="Canceled by the user."
+        status=RunStatus.CANCELED, completed_at=now, error_message="Canceled by the user.", reserved_usd=0
     )
     if updated:
         announce_finished(run, RunStatus.CANCELED)
     run.refresh_from_db()
-    if not updated and run.status in TERMINAL_STATUSES and run.status != RunStatus.CANCELED:
-        raise AlreadyFinished(run.status)
-    if not updated and run.status == RunStatus.CANCELED:
+    if not updated:  # status only moves forward: it was already terminal
         raise AlreadyFinished(run.status)
     return run
 
