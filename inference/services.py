@@ -567,14 +567,19 @@ def _fail_unclaimed(run_id, attempt: int, *, code: int | None, message: str) -> 
     """Fail a run without recording a new attempt (nothing was sent upstream)."""
     now = timezone.now()
     # Nothing was sent upstream: nothing billed, and the budget reservation is released.
+    cost = pricing.not_billed(message[:200])
     fields = dict(status=RunStatus.FAILED, error_code=code, error_message=message[:4000], error_retryable=False,
-                  completed_at=now, reserved_usd=0, **pricing.not_billed(message[:200]).run_fields())
-    if attempt == 1:
-        updated = Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(**fields)
-    else:
-        updated = Run.objects.filter(pk=run_id, status=RunStatus.RUNNING, attempts=attempt - 1).update(**fields)
-    if updated:
-        announce_finished(Run.objects.only("pk", "webhook").get(pk=run_id), RunStatus.FAILED)
+                  completed_at=now, reserved_usd=0, **cost.run_fields())
+    with transaction.atomic():
+        if attempt == 1:
+            updated = Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(**fields)
+        else:
+            updated = Run.objects.filter(pk=run_id, status=RunStatus.RUNNING, attempts=attempt - 1).update(**fields)
+        if updated:
+            run = Run.objects.get(pk=run_id)
+            # Counted in the rollup like every finished run (a failed run, $0).
+            _record_usage(run, RunStatus.FAILED, cost, now)
+            announce_finished(run, RunStatus.FAILED)
 
 
 def _db_retry(fn, *args, **kwargs):

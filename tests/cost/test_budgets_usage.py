@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from inference import budgets, pricing, services
+from inference import budgets, pricing, reliability, services
 from inference.models import Budget, Run, RunStatus, Team, TeamMembership, UsageDaily
 from tests.conftest import make_client, uses_postgres
 
@@ -174,6 +174,7 @@ class TestUsage:
         emulator.add_fault("429_3036", count=1)
         failed = execute(submit(user, {"prompt": "quota", "max_tokens": 20}))
         assert failed.status == RunStatus.FAILED
+        reliability.clear_pause()  # the 3036 paused the account until midnight UTC
         execute(submit(other_user, {"prompt": "bob", "max_tokens": 20}))
         return team
 
