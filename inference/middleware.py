@@ -24,12 +24,21 @@ def max_request_bytes() -> int:
 class RequestSizeLimitMiddleware:
     """Answer 413 with JSON when the declared body is over the limit, before the
     body is read.  Django's own DATA_UPLOAD_MAX_MEMORY_SIZE only covers form
-    data and ``request.body``, not DRF's streaming JSON parser."""
+    data and ``request.body``, not DRF's streaming JSON parser.
+
+    A view marked ``handles_own_body_limit`` (the Cloudflare-compatible
+    endpoint, which must answer in Cloudflare's error envelope) applies the
+    same limit itself."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_view(self, request: HttpRequest, view_func, view_args, view_kwargs) -> HttpResponse | None:
+        if getattr(view_func, "handles_own_body_limit", False):
+            return None
         limit = max_request_bytes()
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -44,4 +53,4 @@ class RequestSizeLimitMiddleware:
                 },
                 status=413,
             )
-        return self.get_response(request)
+        return None

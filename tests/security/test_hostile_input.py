@@ -72,7 +72,7 @@ class TestBodySize:
         settings.INFERENCE = {**settings.INFERENCE, "MAX_UPLOAD_BYTES": 2000}
         inline = base64.b64encode(png_bytes() + b"\0" * 3000).decode()
         response = api.post("/api/runs/", {"model": RESNET, "input": {"image": inline}}, format="json")
-        assert response.status_code == 413 and "image" in response.json()
+        assert response.status_code == 413 and "input.image" in response.json()
         assert nothing_stored()
 
 
