@@ -4,4 +4,6 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("inference.api.urls")),
+    # The browser playground (sign-in, model chooser, live output) at the root.
+    path("", include("inference.playground.urls")),
 ]
