@@ -6,6 +6,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -14,6 +15,7 @@ from .. import catalog, events, services
 from ..models import Run
 from .filters import RunFilter
 from .pagination import RunCursorPagination
+from .renderers import EventStreamRenderer
 from .serializers import ModelSpecSerializer, RunCreateSerializer, RunSerializer
 
 MAX_WAIT_SECONDS = 60
@@ -104,7 +106,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         return Response(RunSerializer(self.get_queryset().get(pk=run.pk)).data)
 
     @extend_schema(responses={(200, "text/event-stream"): str})
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], renderer_classes=[JSONRenderer, EventStreamRenderer])
     def events(self, request: Request, pk=None):
         run = self.get_object()
         response = StreamingHttpResponse(
