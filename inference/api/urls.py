@@ -10,7 +10,7 @@ router = SimpleRouter()
 router.register("runs", RunViewSet, basename="run")
 
 urlpatterns = [
-    path("media/<uuid:pk>/", MediaView.as_view(), name="media-detail"),
+    path("media/<str:pk>/", MediaView.as_view(), name="media-detail"),
     path("models/", ModelsView.as_view(), name="models"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="inference-api:schema"), name="docs"),
