@@ -21,6 +21,7 @@ def run_cli(*args: str) -> tuple[dict, str]:
     return json.loads(out.getvalue()), err.getvalue()
 
 
+@pytest.mark.embedded
 @pytest.mark.django_db(transaction=True)
 class TestEager:
     def test_wait_prints_the_finished_run(self, user, eager, emulator):
