@@ -74,10 +74,12 @@ def test_every_compose_command_names_a_real_entry_point():
     assert {"manage.py migrate", "gunicorn", "celery worker", "celery beat"} <= set(kinds), kinds
 
 
-def test_dockerfile_cmd_is_a_real_entry_point():
+def test_dockerfile_commands_are_real_entry_points():
     lines = (ROOT / "Dockerfile").read_text().splitlines()
     (cmd,) = [line for line in lines if line.startswith("CMD ")]
     assert check_entry_point(json.loads(cmd[4:])) == "gunicorn"
+    manage = [shlex.split(line[4:]) for line in lines if line.startswith("RUN python manage.py")]
+    assert [check_entry_point(argv) for argv in manage] == ["manage.py collectstatic"]
 
 
 def test_the_checker_itself_rejects_unknown_entry_points():
