@@ -161,3 +161,50 @@ def test_bad_input_is_shown_not_stored(live_server, transactional_db, user, monk
         finally:
             browser.close()
     assert Run.objects.count() == 0
+
+
+@pytest.mark.browser
+@pytest.mark.worker
+def test_embeddings_classification_and_audio_are_readable(live_server, worker, user, monkeypatch):
+    from playwright.sync_api import expect, sync_playwright
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = _launch(p)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(f"{live_server.url}/login/")
+            page.fill("input[name=username]", "alice")
+            page.fill("input[name=password]", "pw-alice-123")
+            page.click("#sign-in")
+
+            page.select_option("#model", "@cf/baai/bge-small-en-v1.5")
+            page.fill("#f-text", "first sentence\nsecond sentence")
+            page.click("#submit")
+            embeddings = page.locator("#result .embeddings")
+            expect(embeddings).to_be_visible(timeout=60_000)
+            run = Run.objects.get(model="@cf/baai/bge-small-en-v1.5")
+            assert run.input["text"] == ["first sentence", "second sentence"]
+            dims = len(run.result["data"][0])
+            expect(embeddings.locator("p")).to_have_text(f"2 vector(s) × {dims} dimensions")
+
+            page.select_option("#model", "@cf/huggingface/distilbert-sst-2-int8")
+            page.fill("#f-text", "What a lovely day")
+            page.click("#submit")
+            labels = page.locator("#result table.labels tr")
+            expect(labels.first).to_be_visible(timeout=60_000)
+            run = Run.objects.get(model="@cf/huggingface/distilbert-sst-2-int8")
+            expect(labels).to_have_count(1 + len(run.result))  # header + one row per label
+            expect(page.locator("#result table.labels")).to_contain_text(run.result[0]["label"])
+
+            page.select_option("#model", "@cf/myshell-ai/melotts")
+            page.fill("#f-prompt", "Hello there")
+            page.click("#submit")
+            audio = page.locator("#result audio.generated")
+            expect(audio).to_have_count(1, timeout=60_000)
+            run = Run.objects.get(model="@cf/myshell-ai/melotts")
+            assert audio.get_attribute("src") == run.result["audio"]
+            page.screenshot(path=str(ARTIFACTS / "playground-audio.png"), full_page=True)
+        finally:
+            browser.close()
