@@ -78,6 +78,11 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+if not DEBUG:
+    # Serves collected static files (admin, playground): gunicorn alone does not, and
+    # runserver does so itself only while DEBUG is on.
+    MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
+
 ROOT_URLCONF = "cfai_project.urls"
 
 TEMPLATES = [

@@ -194,6 +194,35 @@ def resolve_task(model: str, task: str | None) -> str:
     return task
 
 
+def unstorable_text(value: Any, path: str) -> str | None:
+    """The path of the first string (key or value) the database cannot store: NUL
+    characters (PostgreSQL text/jsonb refuse them) and lone UTF-16 surrogates
+    (not encodable as UTF-8).  None when everything is storable."""
+    if isinstance(value, str):
+        if "\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value):
+            return path
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            found = unstorable_text(key, path) or unstorable_text(item, f"{path}.{key}")
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = unstorable_text(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
+
+
+def check_storable(**fields: Any) -> None:
+    for name, value in fields.items():
+        path = unstorable_text(value, name)
+        if path:
+            raise SubmissionError(
+                {path: ["Contains a NUL character or an unpaired surrogate, which cannot be stored."]}
+            )
+
+
 def prepare_input(
     model: str, task: str, payload: Any, uploads: dict[str, tuple[bytes, str | None]]
 ) -> tuple[dict[str, Any], list[MediaInput]]:
@@ -246,6 +275,7 @@ def submit_run(user, sub: Submission, *, api_key: APIKey | None = None, enqueue:
     """Validate, store and queue a run.  Returns (run, created): with a known
     Idempotency-Key and the same body, the original run and False."""
     task = resolve_task(sub.model, sub.task)
+    check_storable(input=sub.input, metadata=sub.metadata, model=sub.model)
     stripped, media = prepare_input(sub.model, task, sub.input, sub.uploads)
     webhook_events = check_webhook(sub)
 

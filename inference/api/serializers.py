@@ -77,7 +77,7 @@ class RunSerializer(serializers.ModelSerializer):
     media = RunMediaSerializer(many=True, read_only=True)
     cost = serializers.SerializerMethodField()
     user = serializers.CharField(source="user.get_username", read_only=True)
-    team = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    team = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     urls = serializers.SerializerMethodField()
 
     class Meta:

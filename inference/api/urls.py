@@ -12,7 +12,7 @@ router = SimpleRouter()
 router.register("runs", RunViewSet, basename="run")
 
 urlpatterns = [
-    path("media/<uuid:pk>/", MediaView.as_view(), name="media-detail"),
+    path("media/<str:pk>/", MediaView.as_view(), name="media-detail"),
     path("models/", ModelsView.as_view(), name="models"),
     path("webhook-secret/", WebhookSecretView.as_view(), name="webhook-secret"),
     path("usage/", UsageView.as_view(), name="usage"),

@@ -3,11 +3,17 @@ from __future__ import annotations
 import re
 
 from django.http import FileResponse, Http404, StreamingHttpResponse
-from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.generics import get_object_or_404
 from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -17,6 +23,15 @@ from ..models import Run
 from .filters import RunFilter
 from .pagination import RunCursorPagination
 from .parsers import SafeJSONParser
+from .schema import (
+    DETAIL,
+    ERROR_RESPONSES,
+    MULTIPART_REQUEST,
+    NOT_FOUND,
+    SUBMIT_EXAMPLES,
+    SUBMIT_PARAMETERS,
+    run_request_schema,
+)
 from .serializers import (
     ModelListSerializer,
     ModelSpecSerializer,
@@ -49,12 +64,25 @@ def client_ip(request) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
+@extend_schema_view(
+    list=extend_schema(responses={200: RunSerializer(many=True), 400: ERROR_RESPONSES[400], 401: NOT_FOUND[401], 404: NOT_FOUND[404]}),
+    retrieve=extend_schema(responses={200: RunSerializer, **NOT_FOUND}),
+)
 class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = RunSerializer
     filterset_class = RunFilter
     pagination_class = RunCursorPagination
     parser_classes = [SafeJSONParser, MultiPartParser, FormParser]
-    lookup_value_regex = "[0-9a-f-]{36}"
+    # Any segment: a malformed id is a JSON 404 from DRF, not Django's HTML 404.
+    lookup_value_regex = "[^/]+"
+
+    def perform_content_negotiation(self, request, force=False):
+        # EventSource sends "Accept: text/event-stream", which no DRF renderer
+        # offers: answer errors (401/404) in JSON instead of 406.  The stream
+        # itself is a StreamingHttpResponse and is never rendered.
+        if self.action == "events":
+            return (JSONRenderer(), JSONRenderer.media_type)
+        return super().perform_content_negotiation(request, force)
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user
@@ -65,7 +93,16 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             .prefetch_related("media")
         )
 
-    @extend_schema(request=RunCreateSerializer, responses={201: RunSerializer, 202: RunSerializer})
+    @extend_schema(
+        request={"application/json": run_request_schema(), "multipart/form-data": MULTIPART_REQUEST},
+        parameters=SUBMIT_PARAMETERS,
+        examples=SUBMIT_EXAMPLES,
+        responses={
+            201: OpenApiResponse(RunSerializer, description="Finished within Prefer: wait."),
+            202: OpenApiResponse(RunSerializer, description="Accepted; Location points at the run."),
+            **ERROR_RESPONSES,
+        },
+    )
     def create(self, request: Request) -> Response:
         idempotency_key = request.headers.get("Idempotency-Key", "")
         if idempotency_key and not IDEMPOTENCY_KEY_RE.fullmatch(idempotency_key):
@@ -112,7 +149,10 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             return Response(body, status=status.HTTP_201_CREATED, headers=headers)
         return Response(body, status=status.HTTP_202_ACCEPTED, headers=headers)
 
-    @extend_schema(request=None, responses={200: RunSerializer, 409: None})
+    @extend_schema(request=None, responses={
+        200: RunSerializer, **NOT_FOUND,
+        409: OpenApiResponse(DETAIL, description="Already finished."),
+    })
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk=None) -> Response:
         run = self.get_object()
@@ -124,7 +164,12 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             )
         return Response(RunSerializer(self.get_queryset().get(pk=run.pk)).data)
 
-    @extend_schema(responses={(200, "text/event-stream"): str})
+    @extend_schema(responses={
+        (200, "text/event-stream"): OpenApiResponse(
+            str, description="Events `status`, `output` (text deltas), `done` (the final run)."
+        ),
+        **NOT_FOUND,
+    })
     @action(detail=True, methods=["get"])
     def events(self, request: Request, pk=None):
         run = self.get_object()
@@ -143,7 +188,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 
 
 class MediaView(APIView):
-    @extend_schema(responses={(200, "application/octet-stream"): bytes})
+    @extend_schema(responses={(200, "*/*"): OpenApiResponse(bytes, description="The file, with its content type."), **NOT_FOUND})
     def get(self, request: Request, pk) -> FileResponse:
         media = get_object_or_404(services.visible_media(request.user), pk=pk)
         try:
@@ -160,7 +205,7 @@ class MediaView(APIView):
 class ModelsView(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("task", str, enum=list(catalog.TASKS))],
-        responses={200: ModelListSerializer},
+        responses={200: ModelListSerializer, 401: NOT_FOUND[401]},
     )
     def get(self, request: Request) -> Response:
         task = request.query_params.get("task") or None
