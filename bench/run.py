@@ -182,6 +182,8 @@ class StackOptions:
     worker_procs: int
     latency_ms: int
     profile: bool
+    malloc_tuning: bool = True
+    submitters: int = 16
 
 
 class Stack:
@@ -194,6 +196,7 @@ class Stack:
         self.web_port = free_port()
         self.api_key = ""
         self.profiles: list[Path] = []
+        self.private_db: tuple[str, str] | None = None
         self.env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "cfai_project.settings",
@@ -217,10 +220,10 @@ class Stack:
         self.web_url = f"http://127.0.0.1:{self.web_port}"
 
     # -- processes
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
         out = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
-            args, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            args, cwd=ROOT, env=env or self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
         self.procs.setdefault(name, []).append(proc)
         return proc
@@ -243,9 +246,17 @@ class Stack:
                     pass
                 proc.wait()
 
-    def close(self) -> None:
+    def close(self, keep_logs: Path | None = None) -> None:
         for name in list(self.procs):
             self.stop(name)
+        if self.private_db:
+            admin_url, name = self.private_db
+            with psycopg.connect(admin_url, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        if keep_logs is not None:
+            keep_logs.mkdir(parents=True, exist_ok=True)
+            for path in self.tmp.glob("*.log"):
+                shutil.copy(path, keep_logs / path.name)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def _wait_http(self, url: str, what: str, timeout: float = 60) -> None:
@@ -274,13 +285,21 @@ class Stack:
         return json.loads(body)
 
     def prepare_database(self) -> None:
-        parts = urlsplit(self.opts.db_url)
-        name = parts.path.lstrip("/")
-        admin_url = self.opts.db_url.rsplit("/", 1)[0] + "/postgres"
+        """A fresh database each run: a schema left by another branch's migrations
+        (or another run's rows) would skew or break the figures.  When the named
+        database is busy (someone connected to it), use a private one instead."""
+        base, name = self.opts.db_url.rsplit("/", 1)
+        admin_url = base + "/postgres"
         with psycopg.connect(admin_url, autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-            if not exists:
-                conn.execute(f'CREATE DATABASE "{name}"')
+            try:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            except psycopg.errors.ObjectInUse:
+                name = f"{name}_{uuid.uuid4().hex[:8]}"
+                self.private_db = (admin_url, name)
+                log(f"  database busy; using a private one: {name}")
+            conn.execute(f'CREATE DATABASE "{name}"')
+        self.opts.db_url = f"{base}/{name}"
+        self.env["DATABASE_URL"] = self.opts.db_url
         subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=self.env, check=True)
         script = (
             "from django.contrib.auth import get_user_model\n"
@@ -322,10 +341,17 @@ class Stack:
         pool = pool or self.opts.worker_pool
         concurrency = concurrency or self.opts.worker_concurrency
         procs = procs or self.opts.worker_procs
+        env = dict(self.env)
+        if self.opts.malloc_tuning:
+            # glibc raises its mmap threshold to the largest block freed (up to 32 MB),
+            # so after the first 8 MB image every later one comes from per-thread
+            # arenas that keep the memory: pin the threshold at 1 MB and large
+            # buffers go back to the OS on free (see README, Operations).
+            env.setdefault("MALLOC_MMAP_THRESHOLD_", "1048576")
         for i in range(procs):
             self._spawn("worker", [str(BIN / "celery"), "-A", "cfai_project", "worker", "-P", pool,
                                    "-c", str(concurrency), "-l", "WARNING", "-n", f"bench{i}-{uuid.uuid4().hex[:6]}@%h",
-                                   "--without-gossip", "--without-mingle", "--without-heartbeat"])
+                                   "--without-gossip", "--without-mingle", "--without-heartbeat"], env=env)
         # Ready when a trivial run completes.
         self.api().request("GET", "/api/models/")
         run_id = self.submit({"model": TEXT_MODEL, "input": {"prompt": "warm up"}})
@@ -384,7 +410,7 @@ class Stack:
             self.profiles.append(out)
             started.append(subprocess.Popen(
                 [str(spy), "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200",
-                 "--format", "raw", "--output", str(out), "--nonblocking"],
+                 "--format", "raw", "--output", str(out), "--nonblocking", "--gil"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         return started
 
@@ -399,6 +425,60 @@ def children(pid: int) -> list[int]:
         out.append(int(kid))
         out.extend(children(int(kid)))
     return out
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds consumed so far by these processes."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / TICK
+
+
+def postgres_backends(dbname: str) -> list[int]:
+    """The PostgreSQL backends serving ``dbname`` (their title names it)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            title = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if title.startswith("postgres: ") and f" {dbname} " in title:
+            pids.append(int(proc.name))
+    return pids
+
+
+class CPUMeter:
+    """CPU seconds per component over a window.  On a shared, loaded machine the
+    wall-clock figures swing with the neighbours; CPU per operation does not
+    (much), and it says which component is the limit."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.groups = {
+            "web": stack.web_pids(),
+            "worker": stack.worker_pids(),
+            "emulator": [p.pid for p in stack.procs.get("emulator", [])],
+            "postgres": postgres_backends(stack.opts.db_url.rsplit("/", 1)[1]),
+            "load generator": [os.getpid()],
+        }
+        self.start = {k: cpu_seconds(v) for k, v in self.groups.items()}
+
+    def per_op_ms(self, ops: int) -> dict[str, float]:
+        # Backends opened during the window count from zero.
+        self.groups["postgres"] = sorted(set(self.groups["postgres"]) |
+                                         set(postgres_backends(self.stack.opts.db_url.rsplit("/", 1)[1])))
+        used = {k: cpu_seconds(v) - self.start.get(k, 0.0) for k, v in self.groups.items()}
+        return {k: round(v * 1000 / max(ops, 1), 2) for k, v in used.items()}
 
 
 def rss_mb(pids: list[int]) -> float:
@@ -416,7 +496,8 @@ def rss_mb(pids: list[int]) -> float:
 # --- load shapes ------------------------------------------------------------------------
 
 
-def closed_loop(call: Callable[[], Any], concurrency: int, seconds: float, warmup: float = 1.0) -> tuple[int, float, list[float]]:
+def closed_loop(call: Callable[[], Any], concurrency: int, seconds: float, warmup: float = 1.5,
+                on_start: Callable[[], Any] | None = None) -> tuple[int, float, list[float]]:
     """``concurrency`` threads calling ``call`` back to back.  Returns the calls
     completed inside the measured window, its length and their latencies (ms)."""
     stop = threading.Event()
@@ -443,6 +524,8 @@ def closed_loop(call: Callable[[], Any], concurrency: int, seconds: float, warmu
     for t in threads:
         t.start()
     time.sleep(warmup)
+    if on_start is not None:
+        on_start()
     window["start"] = time.perf_counter()
     time.sleep(seconds)
     window["end"] = time.perf_counter()
@@ -480,8 +563,15 @@ def scenario_submission(stack: Stack, report: Report, quick: bool) -> None:
         if status != 202:
             raise RuntimeError(f"{status} {data[:200]!r}")
 
-    prof = stack.profile("web-submission", stack.web_pids(), seconds)
-    n, window, lat = closed_loop(submit_call, concurrency, seconds)
+    meters: list[CPUMeter] = []
+    prof: list[subprocess.Popen] = []
+
+    def on_start() -> None:
+        prof.extend(stack.profile("web-submission", stack.web_pids(), seconds))
+        meters.append(CPUMeter(stack))
+
+    n, window, lat = closed_loop(submit_call, concurrency, seconds, on_start=on_start)
+    cpu = meters[0].per_op_ms(n)
     for p in prof:
         p.wait()
     rps = n / window
@@ -494,7 +584,10 @@ def scenario_submission(stack: Stack, report: Report, quick: bool) -> None:
                       f"p50 {pct(lat, 50):.1f} ms"))
     with stack.db() as conn:
         stored = conn.execute("SELECT count(*) FROM inference_run").fetchone()[0]
-    report.details["submission"] = {"requests": n, "window_s": window, "stored_runs": stored,
+    report.add(Figure("submission", "submission CPU per request", sum(cpu.values()), "ms", "report", None, None,
+                      None, "CPU ms/request " + ", ".join(f"{k} {v}" for k, v in cpu.items() if v)
+                      + f"; 2 cores allow at most {2000 / max(sum(cpu.values()), 0.01):.0f} req/s"))
+    report.details["submission"] = {"cpu_ms_per_request": cpu, "requests": n, "window_s": window, "stored_runs": stored,
                                     "p50_ms": pct(lat, 50), "p99_ms": p99, "ceiling_rps": ceiling}
     stack.clear_runs()
 
@@ -514,7 +607,9 @@ def scenario_pipeline(stack: Stack, report: Report, quick: bool) -> None:
         if status != 200:
             raise RuntimeError(status)
 
-    n, window, _ = closed_loop(direct, concurrency, seconds)
+    meters: list[CPUMeter] = []
+    n, window, _ = closed_loop(direct, concurrency, seconds, on_start=lambda: meters.append(CPUMeter(stack)))
+    baseline_cpu = meters[0].per_op_ms(n)
     baseline = n / window
     log(f"  baseline {baseline:.1f} runs/s (limit C/L = {concurrency / 0.1:.0f})")
 
@@ -524,7 +619,12 @@ def scenario_pipeline(stack: Stack, report: Report, quick: bool) -> None:
     ratio = rate / baseline if baseline else 0.0
     report.add(Figure("pipeline", "pipeline throughput", rate, "runs/s", "ratio >= 0.8", baseline, ratio,
                       ratio >= 0.8, f"{concurrency} in flight, emulator 100 ms; baseline = direct calls"))
-    report.details["pipeline"] = {**detail, "baseline_rps": baseline, "limit_rps": concurrency / 0.1}
+    report.details["pipeline"] = {**detail, "baseline_rps": baseline, "limit_rps": concurrency / 0.1,
+                                  "baseline_cpu_ms_per_call": baseline_cpu}
+    report.add(Figure("pipeline", "pipeline CPU per run", sum(detail["cpu_ms_per_run"].values()), "ms", "report",
+                      sum(baseline_cpu.values()), None, None,
+                      "CPU ms/run " + ", ".join(f"{k} {v}" for k, v in detail["cpu_ms_per_run"].items())
+                      + "; baseline (direct call) " + ", ".join(f"{k} {v}" for k, v in baseline_cpu.items() if v)))
 
 
 def pipeline_rate(stack: Stack, concurrency: int, seconds: float) -> tuple[float, dict]:
@@ -573,16 +673,20 @@ def pipeline_rate(stack: Stack, concurrency: int, seconds: float) -> tuple[float
                             slots.release()
                 time.sleep(0.005)
 
-    threads = [threading.Thread(target=submitter, daemon=True) for _ in range(8)]
+    threads = [threading.Thread(target=submitter, daemon=True) for _ in range(stack.opts.submitters)]
     threads.append(threading.Thread(target=monitor, daemon=True))
     prof: list[subprocess.Popen] = []
     for t in threads:
         t.start()
     time.sleep(2)  # warm: pools, connections, the queue at its steady depth
+    meter = CPUMeter(stack)
     start = time.perf_counter()
     prof = stack.profile("worker-pipeline", stack.worker_pids(), min(seconds, 10))
     time.sleep(seconds)
     end = time.perf_counter()
+    with lock:
+        finished_now = sum(1 for d in done if start <= d[0] <= end)
+    cpu = meter.per_op_ms(finished_now)
     stop.set()
     for t in threads:
         t.join(timeout=30)
@@ -598,6 +702,7 @@ def pipeline_rate(stack: Stack, concurrency: int, seconds: float) -> tuple[float
     if left:
         stack.wait_runs(left, timeout=60)
     return rate, {"completed": len(finished), "window_s": end - start, "failures": len(failures),
+                  "cpu_ms_per_run": cpu,
                   "observed_p50_ms": pct([(a - b) * 1000 for a, b in finished], 50)}
 
 
@@ -802,12 +907,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker-concurrency", type=int, default=32)
     parser.add_argument("--worker-procs", type=int, default=2, help="Celery worker processes")
     parser.add_argument("--latency-ms", type=int, default=100, help="emulator latency")
+    parser.add_argument("--no-malloc-tuning", action="store_true",
+                        help="run workers without MALLOC_MMAP_THRESHOLD_ (glibc's default)")
+    parser.add_argument("--submitters", type=int, default=16, help="client threads submitting in 'pipeline'")
     parser.add_argument("--label", default="", help="a name for this run, kept in the JSON")
     args = parser.parse_args(argv)
 
     scenarios = args.scenario or list(SCENARIOS)
     opts = StackOptions(args.db_url, args.redis_url, args.web_workers, args.web_threads, args.worker_pool,
-                        args.worker_concurrency, args.worker_procs, args.latency_ms, args.profile)
+                        args.worker_concurrency, args.worker_procs, args.latency_ms, args.profile,
+                        not args.no_malloc_tuning, args.submitters)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     report = Report(
         started_at=stamp,
@@ -838,7 +947,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        stack.close()
+        stack.close(keep_logs=RESULTS / f"logs-{stamp}")
     report.details["total_s"] = round(time.monotonic() - began, 1)
     report.machine["loadavg_at_end"] = os.getloadavg()
     report.details["profiles"] = [str(p) for p in stack.profiles]

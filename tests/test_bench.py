@@ -85,3 +85,15 @@ def test_ratios_and_table():
     report.figures.append(Figure("c", "compat", None, "ms", "<= 5", None, None, None, "not available"))
     text = table(report)
     assert "| thing " in text and "FAIL" in text and "not available" in text
+
+
+@pytest.mark.embedded
+@pytest.mark.django_db
+def test_accepting_a_run_costs_no_reread(api, django_assert_max_num_queries):
+    """Auth (1 SELECT, maybe 1 UPDATE of last_used_at) + the INSERT in a
+    transaction: no re-read of the run, no media query."""
+    api.get("/api/models/")  # last_used_at written now, not inside the measured request
+    with django_assert_max_num_queries(4):  # SELECT key, SAVEPOINT/INSERT/RELEASE
+        response = api.post("/api/runs/", {"model": LLAMA, "input": {"prompt": "hi"}}, format="json")
+    assert response.status_code == 202, response.json()
+    assert response.json()["media"] == []

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.db.models import Prefetch, prefetch_related_objects
 from django.http import FileResponse, Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -11,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import catalog, events, services
-from ..models import Run
+from ..models import Run, RunMedia
 from .filters import RunFilter
 from .pagination import RunCursorPagination
 from .serializers import ModelSpecSerializer, RunCreateSerializer, RunSerializer
@@ -89,6 +90,11 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             # idempotent replay, stored media.  The plain 202 path skipped this
             # query and serializes the run it just inserted (a third of its time).
             run = self.get_queryset().get(pk=run.pk)
+        else:
+            # A run just inserted without uploads has no media rows yet: tell the
+            # serializer so instead of asking the database (an empty Prefetch
+            # queryset is resolved without a query).
+            prefetch_related_objects([run], Prefetch("media", queryset=RunMedia.objects.none()))
         body = RunSerializer(run, context={"request": request}).data
         headers = {"Location": body["urls"]["self"]}
         if run.is_terminal:
