@@ -97,3 +97,36 @@ def test_accepting_a_run_costs_no_reread(api, django_assert_max_num_queries):
         response = api.post("/api/runs/", {"model": LLAMA, "input": {"prompt": "hi"}}, format="json")
     assert response.status_code == 202, response.json()
     assert response.json()["media"] == []
+
+
+@pytest.mark.worker
+def test_worker_reuses_its_database_connections(api, worker):
+    """Celery's Django fixup used to close the connection around every task: one
+    new PostgreSQL session per run.  PostgreSQL counts sessions per database."""
+    import time
+
+    from django.db import connection
+
+    from .conftest import uses_postgres, wait_for_status
+
+    if not uses_postgres():
+        pytest.skip("session counting is PostgreSQL's")
+
+    def sessions() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
+            cursor.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+            return cursor.fetchone()[0]
+
+    runs = 16
+    first = api.post("/api/runs/", {"model": LLAMA, "input": {"prompt": "warm"}}, format="json").json()
+    wait_for_status(first["id"])
+    time.sleep(1.5)  # the statistics are flushed at most once a second
+    before = sessions()
+    for _ in range(runs):
+        body = api.post("/api/runs/", {"model": LLAMA, "input": {"prompt": "hi"}}, format="json").json()
+        assert wait_for_status(body["id"]).status == "succeeded"
+    time.sleep(1.5)
+    opened = sessions() - before
+    # The worker has 4 threads: at most one new session each, plus the test's own.
+    assert opened <= 6, f"{opened} new database sessions for {runs} runs"
