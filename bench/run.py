@@ -876,6 +876,30 @@ RUNNERS: dict[str, Callable[[Stack, Report, bool], None]] = {
 # --- output ---------------------------------------------------------------------------------
 
 
+def summarize_profile(paths: list[Path], top: int = 15) -> list[tuple[str, float]]:
+    """Inclusive share of samples per frame of our code (py-spy raw, --gil: CPU)."""
+    counts: dict[str, int] = {}
+    total = 0
+    for path in paths:
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines():
+            stack, _, n = line.rpartition(" ")
+            if not n.isdigit():
+                continue
+            total += int(n)
+            seen = set()
+            for frame in stack.split(";"):
+                if "inference/" not in frame and "rest_framework/" not in frame:
+                    continue
+                name = frame.split(" (")[0] + " " + frame.rsplit("/", 1)[-1].rstrip(")")
+                if name not in seen:
+                    seen.add(name)
+                    counts[name] = counts.get(name, 0) + int(n)
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:top]
+    return [(name, round(100 * c / max(total, 1), 1)) for name, c in ranked]
+
+
 def table(report: Report) -> str:
     head = ("figure", "value", "unit", "target", "baseline", "ratio", "result")
     rows = [head]
@@ -951,12 +975,21 @@ def main(argv: list[str] | None = None) -> int:
     report.details["total_s"] = round(time.monotonic() - began, 1)
     report.machine["loadavg_at_end"] = os.getloadavg()
     report.details["profiles"] = [str(p) for p in stack.profiles]
+    for kind in ("web-submission", "worker-pipeline"):
+        paths = [p for p in stack.profiles if kind in p.name]
+        if paths:
+            report.details[f"profile_{kind}"] = summarize_profile(paths)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{stamp}.json"
     data = asdict(report)
     out.write_text(json.dumps(data, indent=2, default=str))
     print()
     print(table(report))
+    for kind in ("web-submission", "worker-pipeline"):
+        if f"profile_{kind}" in report.details:
+            print(f"\nCPU profile, {kind} (% of samples, inclusive):")
+            for name, share in report.details[f"profile_{kind}"]:
+                print(f"  {share:5.1f}%  {name}")
     print(f"\n{len(report.figures)} figures in {report.details['total_s']} s; JSON: {out.relative_to(ROOT)}")
     return 130 if interrupted else 0
 
