@@ -191,6 +191,12 @@ CELERY_BEAT_SCHEDULE = {
     }
 }
 
+# Without this, Celery's Django fixup closes the task thread's database connection
+# before and after every task: a new PostgreSQL connection (and backend process)
+# per run was a quarter of the worker's CPU (bench/, README "Operations").  The job
+# drops a broken or expired connection itself (close_old_connections).
+CELERY_DB_REUSE_MAX = int(os.environ.get("CELERY_DB_REUSE_MAX", "1000"))
+
 # --- REST framework -----------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

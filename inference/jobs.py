@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.db import close_old_connections
 
 from . import services
 
 
 @shared_task(name="inference.execute_run", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def execute_run_job(run_id: str, attempt: int = 1) -> None:
+    if not execute_run_job.request.is_eager:
+        # Connections outlive tasks (CELERY_DB_REUSE_MAX): as Django does at the start
+        # of a request, drop one that is broken or older than CONN_MAX_AGE.  Not when
+        # eager: that would close the caller's connection mid-transaction.
+        close_old_connections()
     services.execute_run(run_id, attempt)
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import F, Func, PositiveIntegerField, Q, QuerySet, Value
 from django.utils import timezone
 
 from . import budgets, catalog, live, pricing, reliability, webhooks
@@ -426,8 +426,9 @@ def upstream_payload(run: Run) -> dict[str, Any]:
     """Rebuild what Cloudflare must receive: the stored input with each media
     reference replaced by the bytes in the encoding the model expects."""
     payload = dict(run.input)
-    if not any(isinstance(value, dict) and "media" in value for value in payload.values()):
-        return payload  # no media: spare the query (the compat endpoint is latency-bound)
+    # Most runs carry no media: skip the query unless the input references some.
+    if not any(isinstance(v, dict) and "media" in v for v in payload.values()):
+        return payload
     for media in run.media.filter(role=RunMedia.Role.INPUT):
         with media.file.open("rb") as fh:
             payload[media.field] = encode_for_upstream(fh.read(), media.encoding)
@@ -508,28 +509,50 @@ def backoff_delay(attempt: int, retry_after: float | None) -> float:
     return random.uniform(cap / 2, cap)
 
 
+class MillisecondsSince(Func):
+    """Whole milliseconds from the second expression (a datetime column) to the
+    first, never negative: ``queue_ms`` inside the claiming UPDATE."""
+
+    output_field = PositiveIntegerField()
+
+    def as_postgresql(self, compiler, connection, **extra):
+        return self.as_sql(
+            compiler, connection,
+            template="GREATEST(0, FLOOR(EXTRACT(EPOCH FROM (%(expressions)s)) * 1000))::integer",
+            arg_joiner=" - ", **extra,
+        )
+
+    def as_sqlite(self, compiler, connection, **extra):
+        # Django stores SQLite datetimes as ISO text, which julianday() reads.
+        return self.as_sql(
+            compiler, connection,
+            template="MAX(0, CAST((julianday(%(expressions)s)) * 86400000 AS INTEGER))",
+            arg_joiner=") - julianday(", **extra,
+        )
+
+    def as_sql(self, compiler, connection, **extra):
+        if "template" not in extra:
+            raise NotImplementedError(f"MillisecondsSince has no SQL for {connection.vendor}")
+        return super().as_sql(compiler, connection, **extra)
+
+
 def claim_attempt(run_id, attempt: int, *, created_at=None) -> bool:
     """Move the run into ``attempt`` with one conditional UPDATE.  A duplicate
-    or stale message finds no matching row and does nothing.  A caller that
-    knows the run's ``created_at`` spares the queries that compute ``queue_ms``."""
+    or stale message finds no matching row and does nothing.  ``queue_ms`` is
+    written by the same UPDATE (computed in SQL unless the caller knows
+    ``created_at``): the hot path used to pay a SELECT and a second UPDATE."""
     now = timezone.now()
-    if attempt == 1 and created_at is not None:
-        return bool(Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
-            status=RunStatus.RUNNING, attempts=1, started_at=now, heartbeat_at=now,
-            queue_ms=max(0, int((now - created_at).total_seconds() * 1000)),
-        ))
     if attempt == 1:
-        updated = Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
-            status=RunStatus.RUNNING, attempts=1, started_at=now, heartbeat_at=now
+        queue_ms = (
+            max(0, int((now - created_at).total_seconds() * 1000))
+            if created_at is not None
+            else MillisecondsSince(Value(now), F("created_at"))
         )
-        if updated:
-            run = Run.objects.only("created_at", "webhook").get(pk=run_id)
-            queue_ms = max(0, int((now - run.created_at).total_seconds() * 1000))
-            Run.objects.filter(pk=run_id).update(queue_ms=queue_ms)
-            live.publish_status(run_id, RunStatus.RUNNING)
-            if run.webhook:
-                webhooks.dispatch_on_commit(run_id, "start")
-        return bool(updated)
+        return bool(
+            Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
+                status=RunStatus.RUNNING, attempts=1, started_at=now, heartbeat_at=now, queue_ms=queue_ms
+            )
+        )
     return bool(
         Run.objects.filter(pk=run_id, status=RunStatus.RUNNING, attempts=attempt - 1).update(
             attempts=attempt, heartbeat_at=now
@@ -586,6 +609,8 @@ def execute_run(run_id, attempt: int = 1) -> None:
         logger.info("run %s attempt %s: nothing to do (duplicate or finished)", run_id, attempt)
         return
     run = Run.objects.get(pk=run_id)
+    if attempt == 1:
+        announce_started(run)
     lease = reliability.heartbeats.start(run_id, attempt)
     try:
         _execute_claimed(run, attempt)
@@ -854,6 +879,13 @@ def _record_usage(run: Run, status: str, cost: pricing.Cost, at) -> None:
         transaction.on_commit(lambda: budgets.send_alerts(crossed))
 
 
+def announce_started(run: Run) -> None:
+    """Tell live subscribers (and a ``start`` webhook) that attempt 1 began."""
+    live.publish_status(run.pk, RunStatus.RUNNING)
+    if run.webhook:
+        webhooks.dispatch_on_commit(run.pk, "start")
+
+
 def announce_finished(run: Run, status: str, *, output: bool = False) -> None:
     """Tell live subscribers and webhooks, once the final row is committed."""
     live.publish_done(run.pk, status)
@@ -904,6 +936,7 @@ def execute_inline(run: Run) -> InlineExecution:
     # The same lease as a worker's attempt: the sweeper must not take a live
     # inline call for a dead worker's and send it upstream a second time.
     lease = reliability.heartbeats.start(run.pk, 1)
+    announce_started(run)
     streaming = False
     try:
         response = request_upstream(run, upstream_payload(run))
