@@ -199,7 +199,11 @@ def unstorable_text(value: Any, path: str) -> str | None:
     characters (PostgreSQL text/jsonb refuse them) and lone UTF-16 surrogates
     (not encodable as UTF-8).  None when everything is storable."""
     if isinstance(value, str):
-        if "\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value):
+        if "\x00" in value:
+            return path
+        try:
+            value.encode("utf-8")  # C speed; a lone surrogate cannot be encoded
+        except UnicodeEncodeError:
             return path
     elif isinstance(value, dict):
         for key, item in value.items():

@@ -24,8 +24,6 @@ from ..conf import inference_settings
 # inside strings do not count.
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)  # unrolled: fast on long strings
 _BRACKETS = re.compile(r"[\[\]{}]")
-# \u0000 preceded by an even number of backslashes (an odd one escapes the "\u").
-_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 class JSONTooDeep(ValueError):
@@ -75,8 +73,6 @@ def loads(text: str, *, max_depth: int | None = None) -> Any:
     limit = int(max_depth if max_depth is not None else inference_settings.MAX_JSON_DEPTH)
     if exceeds_depth(text, limit):
         raise JSONTooDeep(f"JSON nested deeper than {limit} levels.")
-    if "\\u0000" in text and _NUL_ESCAPE.search(text):  # substring test first: C speed
-        raise ValueError("NUL characters (\\u0000) are not allowed in strings.")
     try:
         return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError as exc:  # belt and braces: a limit above Python's own

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import usage
+from .schema import ERROR_RESPONSES
 
 
 def _parse_date(value: str | None, name: str, errors: dict[str, list[str]]) -> date | None:
@@ -29,7 +30,13 @@ class UsageView(APIView):
             OpenApiParameter("since", str, description="First day included (ISO date)."),
             OpenApiParameter("until", str, description="Last day included (ISO date)."),
         ],
-        responses={200: dict},
+        responses={
+            200: {"type": "object", "properties": {
+                "group_by": {"type": "string"}, "results": {"type": "array", "items": {"type": "object"}},
+                "totals": {"type": "object"}}},
+            400: ERROR_RESPONSES[400],
+            401: ERROR_RESPONSES[401],
+        },
     )
     def get(self, request: Request) -> Response:
         errors: dict[str, list[str]] = {}

@@ -215,7 +215,7 @@ class MediaView(APIView):
 class ModelsView(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("task", str, enum=list(catalog.TASKS))],
-        responses={200: ModelListSerializer, 401: NOT_FOUND[401]},
+        responses={200: ModelListSerializer, 400: ERROR_RESPONSES[400], 401: NOT_FOUND[401]},
     )
     def get(self, request: Request) -> Response:
         task = request.query_params.get("task") or None
