@@ -90,10 +90,11 @@ def test_ratios_and_table():
 @pytest.mark.embedded
 @pytest.mark.django_db
 def test_accepting_a_run_costs_no_reread(api, django_assert_max_num_queries):
-    """Auth (1 SELECT, maybe 1 UPDATE of last_used_at) + the INSERT in a
-    transaction: no re-read of the run, no media query."""
+    """Auth (1 SELECT, maybe 1 UPDATE of last_used_at), the price of the run's
+    budget reservation, then the budget lock and the INSERT in a transaction:
+    no re-read of the run, no media query."""
     api.get("/api/models/")  # last_used_at written now, not inside the measured request
-    with django_assert_max_num_queries(4):  # SELECT key, SAVEPOINT/INSERT/RELEASE
+    with django_assert_max_num_queries(6):  # key, price, SAVEPOINT/budgets FOR UPDATE/INSERT/RELEASE
         response = api.post("/api/runs/", {"model": LLAMA, "input": {"prompt": "hi"}}, format="json")
     assert response.status_code == 202, response.json()
     assert response.json()["media"] == []
