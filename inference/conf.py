@@ -25,7 +25,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_ATTEMPTS": 4,
     "RETRY_BACKOFF_BASE": 1.0,
     "RETRY_BACKOFF_MAX": 60.0,
-    # Overall deadline of a run, from its start, in seconds.
+    # Overall deadline of a run, in seconds from its submission (deadline_at).
     "RUN_DEADLINE": 600,
     # Redis used for live events (pub/sub), rate limiting and locks; None = no Redis.
     "REDIS_URL": "redis://127.0.0.1:6379/0",
