@@ -45,6 +45,7 @@ from .models import (
     RunMedia,
     RunStatus,
     TeamMembership,
+    WebhookSecret,
 )
 from .tasks import InputValidationError
 from .tasks.media import MediaInput, MediaTooLarge, encode_for_upstream, extract_media
@@ -114,16 +115,28 @@ def revoke_api_key(key: APIKey) -> None:
     APIKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
 
 
-def rotate_credentials(accounts: QuerySet[CloudflareAccount] | None = None) -> int:
-    """Re-encrypt stored Cloudflare credentials under the current (first) key.
-    Returns how many accounts changed.  Row-locked so a concurrent edit is not lost."""
+def rotate_credentials(
+    accounts: QuerySet[CloudflareAccount] | None = None,
+    webhook_secrets: QuerySet[WebhookSecret] | None = None,
+) -> int:
+    """Re-encrypt stored secrets under the current (first) key: Cloudflare
+    credentials and webhook signing secrets.  With no argument, all of both;
+    with one queryset, only those rows.  Returns how many rows changed.
+    Row-locked so a concurrent edit (or a secret rotation) is not lost."""
+    if accounts is None and webhook_secrets is None:
+        accounts, webhook_secrets = CloudflareAccount.objects.all(), WebhookSecret.objects.all()
     changed = 0
-    ids = list((accounts if accounts is not None else CloudflareAccount.objects.all()).values_list("pk", flat=True))
-    for pk in ids:
+    for pk in list(accounts.values_list("pk", flat=True)) if accounts is not None else []:
         with transaction.atomic():
             account = CloudflareAccount.objects.select_for_update().get(pk=pk)
             if account.rotate_encryption():
                 account.save(update_fields=["token_ciphertext", "api_key_ciphertext", "updated_at"])
+                changed += 1
+    for pk in list(webhook_secrets.values_list("pk", flat=True)) if webhook_secrets is not None else []:
+        with transaction.atomic():
+            secret = WebhookSecret.objects.select_for_update().get(pk=pk)
+            if secret.rotate_encryption():
+                secret.save(update_fields=["secret_ciphertext"])
                 changed += 1
     return changed
 

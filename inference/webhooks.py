@@ -113,7 +113,7 @@ def rotate_secret(user) -> WebhookSecret:
     secret = secret_for(user)
     secret.secret = new_webhook_secret()
     secret.created_at = timezone.now()
-    secret.save(update_fields=["secret", "created_at"])
+    secret.save(update_fields=["secret_ciphertext", "created_at"])
     return secret
 
 
