@@ -681,9 +681,9 @@ def _execute_claimed(run: Run, attempt: int) -> None:
         # Canceled mid-stream: the result is discarded, the partial usage is kept
         # (it was billed upstream).
         partial = getattr(exc, "partial", None) or {}
-        _db_retry(lambda: Run.objects.filter(pk=run_id, status=RunStatus.CANCELED).update(
-            usage=partial.get("usage"), upstream_ms=_elapsed_ms(started)
-        ))
+        upstream_ms = _elapsed_ms(started)
+        _db_retry(bill_canceled, run, attempt, usage=partial.get("usage"), upstream_ms=upstream_ms,
+                  cost=pricing.safe_cost_of(run, usage=partial.get("usage"), result=partial))
         return
     except InferenceError as exc:
         upstream_ms = _elapsed_ms(started)
@@ -859,9 +859,9 @@ def finish_succeeded(run: Run, attempt: int, outcome: Outcome, *, upstream_ms: i
             for media in stored:
                 media.file.delete(save=False)
             logger.info("run %s finished upstream after it was closed; result discarded", run.pk)
-    if not updated and outcome.usage:
+    if not updated:
         # The call was billed upstream even though its result is discarded.
-        Run.objects.filter(pk=run.pk, status=RunStatus.CANCELED, usage__isnull=True).update(usage=outcome.usage)
+        bill_canceled(run, attempt, usage=outcome.usage, cost=cost, upstream_ms=upstream_ms)
 
 
 def finish_failed(run: Run, attempt: int, *, code: int | None, message: str, retryable: bool, upstream_ms: int | None = None, partial: dict | None = None) -> None:
@@ -887,6 +887,34 @@ def finish_failed(run: Run, attempt: int, *, code: int | None, message: str, ret
         ):
             _record_usage(run, RunStatus.FAILED, cost, fields["completed_at"])
             announce_finished(run, RunStatus.FAILED)
+            return
+    if partial is not None:
+        # Canceled while the (cut) stream was read: what it generated was billed.
+        bill_canceled(run, attempt, usage=partial.get("usage"), cost=cost, upstream_ms=upstream_ms)
+
+
+def bill_canceled(run: Run, attempt: int, *, usage: dict | None, cost: pricing.Cost, upstream_ms: int | None = None) -> bool:
+    """Record what a run canceled mid-call cost: upstream billed the call even
+    though its result is discarded.  The usage, the price and the rollup row are
+    written once, in one transaction (the rollup counts it under ``runs``, neither
+    succeeded nor failed).  ``cost_reason`` still empty marks a canceled run not
+    billed yet, so a second finisher records nothing.  True if recorded here."""
+    reason = "Canceled mid-call: upstream billed it, the result was discarded."
+    fields: dict[str, Any] = {
+        **cost.run_fields(),
+        "usage": usage,
+        "cost_reason": f"{reason} {cost.reason}".strip()[:300],
+    }
+    if upstream_ms is not None:
+        fields["upstream_ms"] = upstream_ms
+    with transaction.atomic():
+        updated = Run.objects.filter(
+            pk=run.pk, status=RunStatus.CANCELED, attempts=attempt, cost_reason=""
+        ).update(**fields)
+        if updated:
+            completed_at = Run.objects.filter(pk=run.pk).values_list("completed_at", flat=True).first()
+            _record_usage(run, RunStatus.CANCELED, cost, completed_at)
+    return bool(updated)
 
 
 def _record_usage(run: Run, status: str, cost: pricing.Cost, at) -> None:
