@@ -466,6 +466,13 @@ def account_for(run: Run | None = None, team=None) -> CloudflareAccount | None:
     return CloudflareAccount.objects.filter(team_id=team_id, is_active=True).first()
 
 
+def upstream_account_id(run: Run) -> str:
+    """The Cloudflare account a run's calls go to (its team's, else the default):
+    the key of that account's 3036 pause and of its rate-limit buckets."""
+    account = account_for(run)
+    return account.account_id if account is not None else str(inference_settings.ACCOUNT_ID or "")
+
+
 def _secret_digest(value: str) -> str:
     # The client cache is keyed by credentials; a digest keeps the plaintext out
     # of one more long-lived structure.
@@ -583,7 +590,7 @@ def execute_run(run_id, attempt: int = 1) -> None:
     Order matters: a message that cannot claim anything returns before taking a
     rate-limit slot; a paused account fails the run without calling upstream; a
     worker without a slot re-schedules the same attempt (nothing recorded)."""
-    run = Run.objects.filter(pk=run_id).only("status", "attempts", "model", "task", "heartbeat_at").first()
+    run = Run.objects.filter(pk=run_id).only("status", "attempts", "model", "task", "heartbeat_at", "team_id").first()
     if run is None or run.is_terminal:
         return
     if run.status == RunStatus.RUNNING and run.attempts >= attempt:
@@ -605,14 +612,17 @@ def execute_run(run_id, attempt: int = 1) -> None:
         logger.info("run %s attempt %s: nothing to do (duplicate or finished)", run_id, attempt)
         return
 
-    paused = reliability.account_paused()
+    # Paused and paced per Cloudflare account actually used: a team's own account
+    # running out of its daily allocation stops that team only.
+    account_id = upstream_account_id(run)
+    paused = reliability.account_paused(account_id)
     if paused:
         _fail_unclaimed(run_id, attempt, code=3036, message=(
             "Not sent upstream: the Cloudflare account's daily allocation is used up "
             f"(3036); its work is paused until 00:00 UTC. Upstream said: {paused}"
         ))
         return
-    wait = reliability.acquire_slot(run.model, run.task)
+    wait = reliability.acquire_slot(run.model, run.task, account=account_id)
     if wait > 0:
         # No slot: the same attempt again later; the attempt is not burned.
         if attempt > 1:
@@ -688,7 +698,7 @@ def _execute_claimed(run: Run, attempt: int) -> None:
     except InferenceError as exc:
         upstream_ms = _elapsed_ms(started)
         if isinstance(exc, QuotaExceededError):
-            reliability.pause_account(str(exc))
+            reliability.pause_account(str(exc), upstream_account_id(run))
         if exc.retryable and attempt < int(inference_settings.MAX_ATTEMPTS):
             delay = backoff_delay(attempt, exc.retry_after)
             if run.deadline_at is not None and timezone.now() + timedelta(seconds=delay) >= run.deadline_at:
