@@ -45,6 +45,7 @@ from .models import (
     RunMedia,
     RunStatus,
     TeamMembership,
+    WebhookSecret,
 )
 from .tasks import InputValidationError
 from .tasks.media import MediaInput, MediaTooLarge, encode_for_upstream, extract_media
@@ -114,16 +115,28 @@ def revoke_api_key(key: APIKey) -> None:
     APIKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
 
 
-def rotate_credentials(accounts: QuerySet[CloudflareAccount] | None = None) -> int:
-    """Re-encrypt stored Cloudflare credentials under the current (first) key.
-    Returns how many accounts changed.  Row-locked so a concurrent edit is not lost."""
+def rotate_credentials(
+    accounts: QuerySet[CloudflareAccount] | None = None,
+    webhook_secrets: QuerySet[WebhookSecret] | None = None,
+) -> int:
+    """Re-encrypt stored secrets under the current (first) key: Cloudflare
+    credentials and webhook signing secrets.  With no argument, all of both;
+    with one queryset, only those rows.  Returns how many rows changed.
+    Row-locked so a concurrent edit (or a secret rotation) is not lost."""
+    if accounts is None and webhook_secrets is None:
+        accounts, webhook_secrets = CloudflareAccount.objects.all(), WebhookSecret.objects.all()
     changed = 0
-    ids = list((accounts if accounts is not None else CloudflareAccount.objects.all()).values_list("pk", flat=True))
-    for pk in ids:
+    for pk in list(accounts.values_list("pk", flat=True)) if accounts is not None else []:
         with transaction.atomic():
             account = CloudflareAccount.objects.select_for_update().get(pk=pk)
             if account.rotate_encryption():
                 account.save(update_fields=["token_ciphertext", "api_key_ciphertext", "updated_at"])
+                changed += 1
+    for pk in list(webhook_secrets.values_list("pk", flat=True)) if webhook_secrets is not None else []:
+        with transaction.atomic():
+            secret = WebhookSecret.objects.select_for_update().get(pk=pk)
+            if secret.rotate_encryption():
+                secret.save(update_fields=["secret_ciphertext"])
                 changed += 1
     return changed
 
@@ -453,6 +466,13 @@ def account_for(run: Run | None = None, team=None) -> CloudflareAccount | None:
     return CloudflareAccount.objects.filter(team_id=team_id, is_active=True).first()
 
 
+def upstream_account_id(run: Run) -> str:
+    """The Cloudflare account a run's calls go to (its team's, else the default):
+    the key of that account's 3036 pause and of its rate-limit buckets."""
+    account = account_for(run)
+    return account.account_id if account is not None else str(inference_settings.ACCOUNT_ID or "")
+
+
 def _secret_digest(value: str) -> str:
     # The client cache is keyed by credentials; a digest keeps the plaintext out
     # of one more long-lived structure.
@@ -570,7 +590,7 @@ def execute_run(run_id, attempt: int = 1) -> None:
     Order matters: a message that cannot claim anything returns before taking a
     rate-limit slot; a paused account fails the run without calling upstream; a
     worker without a slot re-schedules the same attempt (nothing recorded)."""
-    run = Run.objects.filter(pk=run_id).only("status", "attempts", "model", "task", "heartbeat_at").first()
+    run = Run.objects.filter(pk=run_id).only("status", "attempts", "model", "task", "heartbeat_at", "team_id").first()
     if run is None or run.is_terminal:
         return
     if run.status == RunStatus.RUNNING and run.attempts >= attempt:
@@ -592,14 +612,17 @@ def execute_run(run_id, attempt: int = 1) -> None:
         logger.info("run %s attempt %s: nothing to do (duplicate or finished)", run_id, attempt)
         return
 
-    paused = reliability.account_paused()
+    # Paused and paced per Cloudflare account actually used: a team's own account
+    # running out of its daily allocation stops that team only.
+    account_id = upstream_account_id(run)
+    paused = reliability.account_paused(account_id)
     if paused:
         _fail_unclaimed(run_id, attempt, code=3036, message=(
             "Not sent upstream: the Cloudflare account's daily allocation is used up "
             f"(3036); its work is paused until 00:00 UTC. Upstream said: {paused}"
         ))
         return
-    wait = reliability.acquire_slot(run.model, run.task)
+    wait = reliability.acquire_slot(run.model, run.task, account=account_id)
     if wait > 0:
         # No slot: the same attempt again later; the attempt is not burned.
         if attempt > 1:
@@ -668,14 +691,14 @@ def _execute_claimed(run: Run, attempt: int) -> None:
         # Canceled mid-stream: the result is discarded, the partial usage is kept
         # (it was billed upstream).
         partial = getattr(exc, "partial", None) or {}
-        _db_retry(lambda: Run.objects.filter(pk=run_id, status=RunStatus.CANCELED).update(
-            usage=partial.get("usage"), upstream_ms=_elapsed_ms(started)
-        ))
+        upstream_ms = _elapsed_ms(started)
+        _db_retry(bill_canceled, run, attempt, usage=partial.get("usage"), upstream_ms=upstream_ms,
+                  cost=pricing.safe_cost_of(run, usage=partial.get("usage"), result=partial))
         return
     except InferenceError as exc:
         upstream_ms = _elapsed_ms(started)
         if isinstance(exc, QuotaExceededError):
-            reliability.pause_account(str(exc))
+            reliability.pause_account(str(exc), upstream_account_id(run))
         if exc.retryable and attempt < int(inference_settings.MAX_ATTEMPTS):
             delay = backoff_delay(attempt, exc.retry_after)
             if run.deadline_at is not None and timezone.now() + timedelta(seconds=delay) >= run.deadline_at:
@@ -846,9 +869,9 @@ def finish_succeeded(run: Run, attempt: int, outcome: Outcome, *, upstream_ms: i
             for media in stored:
                 media.file.delete(save=False)
             logger.info("run %s finished upstream after it was closed; result discarded", run.pk)
-    if not updated and outcome.usage:
+    if not updated:
         # The call was billed upstream even though its result is discarded.
-        Run.objects.filter(pk=run.pk, status=RunStatus.CANCELED, usage__isnull=True).update(usage=outcome.usage)
+        bill_canceled(run, attempt, usage=outcome.usage, cost=cost, upstream_ms=upstream_ms)
 
 
 def finish_failed(run: Run, attempt: int, *, code: int | None, message: str, retryable: bool, upstream_ms: int | None = None, partial: dict | None = None) -> None:
@@ -874,6 +897,34 @@ def finish_failed(run: Run, attempt: int, *, code: int | None, message: str, ret
         ):
             _record_usage(run, RunStatus.FAILED, cost, fields["completed_at"])
             announce_finished(run, RunStatus.FAILED)
+            return
+    if partial is not None:
+        # Canceled while the (cut) stream was read: what it generated was billed.
+        bill_canceled(run, attempt, usage=partial.get("usage"), cost=cost, upstream_ms=upstream_ms)
+
+
+def bill_canceled(run: Run, attempt: int, *, usage: dict | None, cost: pricing.Cost, upstream_ms: int | None = None) -> bool:
+    """Record what a run canceled mid-call cost: upstream billed the call even
+    though its result is discarded.  The usage, the price and the rollup row are
+    written once, in one transaction (the rollup counts it under ``runs``, neither
+    succeeded nor failed).  ``cost_reason`` still empty marks a canceled run not
+    billed yet, so a second finisher records nothing.  True if recorded here."""
+    reason = "Canceled mid-call: upstream billed it, the result was discarded."
+    fields: dict[str, Any] = {
+        **cost.run_fields(),
+        "usage": usage,
+        "cost_reason": f"{reason} {cost.reason}".strip()[:300],
+    }
+    if upstream_ms is not None:
+        fields["upstream_ms"] = upstream_ms
+    with transaction.atomic():
+        updated = Run.objects.filter(
+            pk=run.pk, status=RunStatus.CANCELED, attempts=attempt, cost_reason=""
+        ).update(**fields)
+        if updated:
+            completed_at = Run.objects.filter(pk=run.pk).values_list("completed_at", flat=True).first()
+            _record_usage(run, RunStatus.CANCELED, cost, completed_at)
+    return bool(updated)
 
 
 def _record_usage(run: Run, status: str, cost: pricing.Cost, at) -> None:

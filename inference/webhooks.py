@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
@@ -113,7 +113,7 @@ def rotate_secret(user) -> WebhookSecret:
     secret = secret_for(user)
     secret.secret = new_webhook_secret()
     secret.created_at = timezone.now()
-    secret.save(update_fields=["secret", "created_at"])
+    secret.save(update_fields=["secret_ciphertext", "created_at"])
     return secret
 
 
@@ -228,7 +228,9 @@ def deliver(delivery_id: int) -> None:
     )
     if not claimed:
         return  # a duplicate message: this attempt was already made
-    delivery = WebhookDelivery.objects.select_related("run__user").get(pk=delivery_id)
+    delivery = WebhookDelivery.objects.select_related("run__user").filter(pk=delivery_id).first()
+    if delivery is None:
+        return  # purged with its run since it was claimed
     body = _body(delivery)
     started = time.monotonic()
     status_code: int | None = None
@@ -275,8 +277,14 @@ def deliver(delivery_id: int) -> None:
     if delivery.attempt >= int(inference_settings.WEBHOOK_MAX_ATTEMPTS):
         logger.warning("webhook %s: giving up after %s attempts", delivery.webhook_id, delivery.attempt)
         return
-    following = WebhookDelivery.objects.create(
-        run_id=delivery.run_id, event=delivery.event, webhook_id=delivery.webhook_id,
-        attempt=delivery.attempt + 1, url=delivery.url,
-    )
+    try:
+        with transaction.atomic():  # the FK is checked at commit
+            following = WebhookDelivery.objects.create(
+                run_id=delivery.run_id, event=delivery.event, webhook_id=delivery.webhook_id,
+                attempt=delivery.attempt + 1, url=delivery.url,
+            )
+    except IntegrityError:
+        # The run was purged while this attempt was in flight: nothing to retry for.
+        logger.info("webhook %s: run %s purged; no retry", delivery.webhook_id, delivery.run_id)
+        return
     enqueue(following.pk, countdown=backoff(delivery.attempt))

@@ -90,14 +90,18 @@ def test_ratios_and_table():
 @pytest.mark.embedded
 @pytest.mark.django_db
 def test_accepting_a_run_costs_no_reread(api, django_assert_max_num_queries):
-    """Auth (1 SELECT, maybe 1 UPDATE of last_used_at), the price of the run's
-    budget reservation, then the budget lock and the INSERT in a transaction:
-    no re-read of the run, no media query."""
+    """Auth (1 SELECT) + the budget reservation (prices for the worst-case
+    estimate, the budgets locked) + the INSERT in a transaction: no re-read of
+    the run, no media query.  (4 before budgets were merged: the price and
+    budget SELECTs are what a reservation needs.)"""
     api.get("/api/models/")  # last_used_at written now, not inside the measured request
-    with django_assert_max_num_queries(6):  # key, price, SAVEPOINT/budgets FOR UPDATE/INSERT/RELEASE
+    # SELECT key, SELECT prices, SAVEPOINT, SELECT budgets FOR UPDATE, INSERT, RELEASE
+    with django_assert_max_num_queries(6) as queries:
         response = api.post("/api/runs/", {"model": LLAMA, "input": {"prompt": "hi"}}, format="json")
     assert response.status_code == 202, response.json()
     assert response.json()["media"] == []
+    selects = [q["sql"] for q in queries.captured_queries if q["sql"].lstrip().upper().startswith("SELECT")]
+    assert not [q for q in selects if 'FROM "inference_run"' in q or 'FROM "inference_runmedia"' in q], selects
 
 
 @pytest.mark.worker

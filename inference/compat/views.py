@@ -75,7 +75,16 @@ def bearer_key(request: HttpRequest) -> APIKey | None:
 
 def submission_error(exc: services.SubmissionError) -> JsonResponse:
     fields = list(exc.errors)
-    message = "; ".join(f"{name}: {' '.join(map(str, msgs))}" for name, msgs in exc.errors.items())
+    # Field errors are lists of messages; a refusal (budget, throttle) carries a
+    # plain "detail" sentence plus scalar facts, which must not be joined as lists.
+    detail = exc.errors.get("detail")
+    if isinstance(detail, str):
+        message = detail
+    else:
+        message = "; ".join(
+            f"{name}: {' '.join(map(str, msgs)) if isinstance(msgs, list | tuple) else msgs}"
+            for name, msgs in exc.errors.items()
+        )
     if exc.status == 400:
         code = NO_SUCH_MODEL if set(fields) & {"task", "model"} else INVALID_INPUT
     else:

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from .. import crypto
 from .runs import Run
 
 
@@ -18,14 +19,18 @@ def new_webhook_secret() -> str:
 
 
 class WebhookSecret(models.Model):
-    """The key a user's webhook receivers verify signatures with.  Stored as is
-    for now: the HMAC needs the secret itself, not a digest (encryption at rest
-    belongs with the other secrets' Fernet helpers)."""
+    """The key a user's webhook receivers verify signatures with.  The HMAC needs
+    the secret itself (a digest would not do), so it is encrypted at rest with
+    the same Fernet keys as team credentials (``inference.crypto``) and rotated
+    with them.  Read and write it through ``secret``; a new row gets a fresh
+    ``whsec_`` secret on first save."""
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="inference_webhook_secret"
     )
-    secret = models.CharField(max_length=120, default=new_webhook_secret, editable=False)
+    secret_ciphertext = models.TextField(
+        blank=True, default="", editable=False, help_text="Encrypted signing secret (Fernet)."
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
@@ -34,9 +39,31 @@ class WebhookSecret(models.Model):
     def __str__(self) -> str:
         return f"webhook secret of {self.user}"
 
+    def save(self, *args, **kwargs) -> None:
+        if not self.secret_ciphertext:
+            self.secret = new_webhook_secret()
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "secret_ciphertext"}
+        super().save(*args, **kwargs)
+
+    @property
+    def secret(self) -> str:
+        return crypto.decrypt(self.secret_ciphertext)
+
+    @secret.setter
+    def secret(self, value: str) -> None:
+        self.secret_ciphertext = crypto.encrypt(value)
+
     @property
     def masked(self) -> str:
         return f"{self.secret[:10]}…"
+
+    def rotate_encryption(self) -> bool:
+        """Re-encrypt under the current key; True if anything changed."""
+        if self.secret_ciphertext and crypto.needs_rotation(self.secret_ciphertext):
+            self.secret_ciphertext = crypto.rotate(self.secret_ciphertext)
+            return True
+        return False
 
 
 class WebhookEvent(models.TextChoices):

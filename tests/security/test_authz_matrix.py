@@ -7,11 +7,15 @@ which ids exist)."""
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
-from inference.models import Run, RunStatus
+from inference import webhooks
+from inference.models import Run, RunStatus, UsageDaily
 
+from ..conftest import ACCOUNT_ID
 from .conftest import LLAMA, ROLES
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
@@ -28,6 +32,15 @@ def authenticated(status: int) -> dict[str, int]:
 
 
 ADMIN = {r: 200 if r == "staff" else 302 for r in ROLES}
+# The playground is a login page for anonymous visitors, a personal page for the rest.
+PLAYGROUND = {r: 302 if r == "anonymous" else 200 for r in ROLES}
+
+# Usage in the rollup: the owner's team run (0.5) and an outsider's own (0.25);
+# each caller's total is what its scope (own, administered teams, all) sums to.
+USAGE_TOTAL = {
+    "other": Decimal("0.25"), "owner": Decimal("0.5"), "member": Decimal("0"),
+    "team_admin": Decimal("0.5"), "staff": Decimal("0.75"),
+}
 
 MATRIX = {
     "runs-list": authenticated(200),
@@ -44,6 +57,11 @@ MATRIX = {
     "admin-run-change": ADMIN,
     "admin-apikey-changelist": ADMIN,
     "admin-cfaccount-changelist": ADMIN,
+    "usage": authenticated(200),
+    "webhook-secret": authenticated(200),
+    "webhook-secret-rotate": authenticated(200),
+    "compat-run": authenticated(200),
+    "playground": PLAYGROUND,
 }
 
 CASES = [(endpoint, role, expected[role]) for endpoint, expected in MATRIX.items() for role in ROLES]
@@ -91,11 +109,48 @@ def test_matrix(world, finished_run, run_media, endpoint, role, expected):
         response = web.get("/admin/inference/apikey/")
     elif endpoint == "admin-cfaccount-changelist":
         response = web.get("/admin/inference/cloudflareaccount/")
+    elif endpoint == "usage":
+        today = timezone.localdate()
+        UsageDaily.objects.create(day=today, user=world.users["owner"], team=world.team, model=LLAMA,
+                                  task="text-generation", runs=1, succeeded=1, cost_usd=Decimal("0.5"))
+        UsageDaily.objects.create(day=today, user=world.users["other"], team=None, model=LLAMA,
+                                  task="text-generation", runs=1, succeeded=1, cost_usd=Decimal("0.25"))
+        response = api.get("/api/usage/?group_by=user")
+        if expected == 200:
+            assert Decimal(response.json()["totals"]["usd"]) == USAGE_TOTAL[role]
+    elif endpoint in ("webhook-secret", "webhook-secret-rotate"):
+        owners = webhooks.secret_for(world.users["owner"]).secret
+        if endpoint == "webhook-secret":
+            response = api.get("/api/webhook-secret/")
+        else:
+            response = api.post("/api/webhook-secret/")
+        if expected == 200:
+            # Everyone gets their own secret; only the owner's own call touches the owner's.
+            shown = response.json()["secret"]
+            assert shown == webhooks.secret_for(world.users[role]).secret
+            assert (shown == owners) == (role == "owner" and endpoint == "webhook-secret")
+        unchanged = webhooks.secret_for(world.users["owner"]).secret == owners
+        assert unchanged == (not (role == "owner" and endpoint == "webhook-secret-rotate"))
+    elif endpoint == "compat-run":
+        before = Run.objects.count()
+        response = api.post(f"/client/v4/accounts/{ACCOUNT_ID}/ai/run/{LLAMA}", {"prompt": "x"}, format="json")
+        if expected == 200:
+            assert response.json()["success"] is True
+            recorded = Run.objects.get(pk=response["X-CFAI-Run-Id"])
+            assert recorded.user == world.users[role] and recorded.source == Run.Source.COMPAT
+        else:
+            assert response.json()["success"] is False and response.json()["errors"][0]["code"] == 10000
+            assert Run.objects.count() == before
+    elif endpoint == "playground":
+        response = web.get("/")
+        if expected == 200:
+            # A personal page: the owner's run is on the owner's page only.
+            assert (str(run.pk) in response.content.decode()) == (role == "owner")
     else:  # pragma: no cover
         raise AssertionError(endpoint)
     assert response.status_code == expected, (endpoint, role, getattr(response, "content", b"")[:300])
     if expected == 302:
-        assert response["Location"].startswith("/admin/login/")
+        assert response["Location"].startswith("/login/" if endpoint == "playground" else "/admin/login/")
     if expected == 404 and endpoint.startswith(("run-", "media")):
         # The same answer as for an id that does not exist at all.
         missing = uuid.uuid4()

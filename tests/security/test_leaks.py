@@ -2,7 +2,9 @@
 secrets — the Cloudflare token the emulator accepts, our API keys, a team
 account's encrypted token, a rejected team token — then look for them in the
 logs (this process and the worker's), every API response, every admin page and
-every column of every table.  Nothing may show them in plaintext."""
+every column of every table.  Nothing may show them in plaintext.  A user's
+webhook signing secret, used to sign a real delivery, must not show either
+(its owner reads it from ``GET /api/webhook-secret/``, not collected here)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
-from inference.models import CloudflareAccount, Run, Team
+from inference import webhooks
+from inference.models import CloudflareAccount, Run, Team, WebhookDelivery
 
 from ..conftest import (
     CF_TOKEN,
@@ -25,6 +28,7 @@ from ..conftest import (
     make_client,
     wait_for_status,
 )
+from ..test_webhooks import Receiver, verify
 
 LLAMA = "@cf/meta/llama-3.1-8b-instruct"
 SDXL = "@cf/stabilityai/stable-diffusion-xl-base-1.0"
@@ -74,7 +78,7 @@ def admin_pages(staff_client: Client) -> list[tuple[str, str]]:
 
 
 @pytest.mark.worker
-def test_no_secret_appears_anywhere(worker, emulator, caplog, django_user_model):
+def test_no_secret_appears_anywhere(worker, emulator, caplog, django_user_model, settings):
     caplog.set_level(logging.DEBUG)
     worker_log_start = worker.log_path.stat().st_size
 
@@ -101,6 +105,12 @@ def test_no_secret_appears_anywhere(worker, emulator, caplog, django_user_model)
         **{f"api key {n}": c.raw_key for n, c in callers.items()},
         **{f"api key secret part {n}": c.raw_key.rsplit("_", 1)[1] for n, c in callers.items()},
     }
+    # Alice's webhook secret, fetched the way its owner does (that answer is hers
+    # to see, so it is not among the responses checked below).
+    webhook_secret = callers["default"].get("/api/webhook-secret/").json()["secret"]
+    assert webhook_secret.startswith("whsec_")
+    secrets["webhook secret"] = webhook_secret
+    secrets["webhook secret body"] = webhook_secret.removeprefix("whsec_")
 
     submissions = [
         ("default", LLAMA, {"prompt": "plain success", "max_tokens": 8}),
@@ -144,6 +154,29 @@ def test_no_secret_appears_anywhere(worker, emulator, caplog, django_user_model)
         run_ids.append(str(run.pk))
 
     finished = {run_id: wait_for_status(run_id, timeout=90) for run_id in run_ids}
+
+    # A real signed delivery in this process (its log records reach caplog): the
+    # first attempt is refused by the receiver (logged, retried), the second accepted.
+    settings.INFERENCE = {**settings.INFERENCE, "WEBHOOK_ALLOWED_HOSTS": ["127.0.0.1"]}
+    hook = Receiver(lambda kind, n: (500, {}) if n == 1 else (200, {}))
+    try:
+        hooked = Run.objects.get(pk=run_ids[0])
+        Run.objects.filter(pk=hooked.pk).update(webhook=hook.url, webhook_events=["completed"])
+        hooked.refresh_from_db()
+        first = WebhookDelivery.objects.create(
+            run=hooked, event="completed", webhook_id="msg_leaktest", attempt=1, url=hook.url,
+            payload=webhooks.build_payload(hooked, "completed"),
+        )
+        webhooks.deliver(first.pk)
+        # The retry was queued with a backoff of seconds; made here first (the
+        # worker's later claim then finds it taken).
+        webhooks.deliver(WebhookDelivery.objects.get(webhook_id="msg_leaktest", attempt=2).pk)
+        assert [r["headers"]["webhook-id"] for r in hook.requests] == ["msg_leaktest"] * 2
+        for request in hook.requests:
+            verify(webhook_secret, request)  # signed with the decrypted secret
+    finally:
+        hook.close()
+
     statuses = [finished[r].status for r in run_ids]
     assert statuses.count("succeeded") >= 6 and statuses.count("failed") >= 4, statuses
     broken_run = finished[run_ids[len(submissions) - 1]]

@@ -2,20 +2,23 @@ from django.core.management.base import BaseCommand, CommandError
 
 from inference import services
 from inference.crypto import DecryptionError
-from inference.models import CloudflareAccount
+from inference.models import CloudflareAccount, WebhookSecret
 
 
 class Command(BaseCommand):
     help = (
-        "Re-encrypt stored Cloudflare credentials with the first key of "
+        "Re-encrypt stored Cloudflare credentials and webhook signing secrets with the first key of "
         "INFERENCE['ENCRYPTION_KEYS']. Run after putting a new key in front; drop "
         "the old key only afterwards."
     )
 
     def handle(self, **options):
-        total = CloudflareAccount.objects.count()
+        total = CloudflareAccount.objects.count() + WebhookSecret.objects.count()
         try:
             changed = services.rotate_credentials()
         except DecryptionError as exc:
             raise CommandError(str(exc)) from exc
-        self.stdout.write(f"Re-encrypted {changed} of {total} Cloudflare account(s).")
+        self.stdout.write(
+            f"Re-encrypted {changed} of {total} stored secret(s) "
+            "(Cloudflare accounts and webhook signing secrets)."
+        )
