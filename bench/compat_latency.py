@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import socket
 import statistics
@@ -84,6 +85,11 @@ class Stack:
             "CLOUDFLARE_BASE_URL": self.emulator_url,
             "CFAI_LOCAL_CACHE": "1",
             "DJANGO_DEBUG": "0",  # DEBUG keeps every SQL query in memory: not production
+            # Production profile over plain HTTP on loopback (bench only): a secret key,
+            # no HTTPS redirect, no secure-only cookies.
+            "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+            "DJANGO_SECURE_SSL_REDIRECT": "false",
+            "DJANGO_SECURE_COOKIES": "false",
             "MEDIA_ROOT": f"{self.tmp.name}/media",
         }
         for name in ("CLOUDFLARE_EMAIL", "CLOUDFLARE_API_KEY"):

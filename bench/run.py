@@ -24,6 +24,7 @@ import json
 import math
 import os
 import platform
+import secrets
 import shutil
 import signal
 import socket
@@ -209,7 +210,18 @@ class Stack:
             "CLOUDFLARE_BASE_URL": f"http://127.0.0.1:{self.emulator_port}/client/v4",
             # Production settings: DEBUG off (DEBUG keeps every SQL query in memory).
             "DJANGO_DEBUG": "0",
+            # Production profile over plain HTTP on loopback (bench only): a secret key,
+            # no HTTPS redirect, no secure-only cookies.
+            "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+            "DJANGO_SECURE_SSL_REDIRECT": "false",
+            "DJANGO_SECURE_COOKIES": "false",
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+            # The emulator is not Cloudflare: its per-task limits (300/min for text
+            # generation) and our per-key caller throttles would measure themselves,
+            # not the pipeline.  Pacing stays on, scaled far above the load.
+            "CFAI_RATE_LIMIT_SCALE": "1000",
+            "CFAI_THROTTLE_RATE": "1000000/min",
+            "CFAI_THROTTLE_SUBMIT_RATE": "1000000/min",
             "MEDIA_ROOT": str(self.media_root),
             "LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
@@ -271,7 +283,9 @@ class Stack:
                 return
             except OSError:
                 time.sleep(0.1)
-        raise RuntimeError(f"{what} did not answer at {url}; see {self.tmp}")
+        log = self.tmp / f"{what}.log"
+        tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
+        raise RuntimeError(f"{what} did not answer at {url}; its log ends:\n{tail}")
 
     # -- pieces
     def start_emulator(self) -> None:
