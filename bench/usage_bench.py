@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import statistics
 import sys
 import time
@@ -136,6 +137,10 @@ def main() -> int:
     os.environ["DATABASE_URL"] = url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cfai_project.settings")
     os.environ["DJANGO_DEBUG"] = "0"  # no query log: measure what production runs
+    # The production profile, over the in-process test client (plain HTTP).
+    os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
+    os.environ["DJANGO_SECURE_SSL_REDIRECT"] = "false"
+    os.environ["DJANGO_SECURE_COOKIES"] = "false"
     os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver,localhost")
     import django
 
