@@ -109,3 +109,25 @@ class TestThrottleRoundTrips:
         assert api.get("/api/runs/").status_code == 200
         assert api.get("/api/runs/").status_code == 429
         assert Run.objects.count() == 0
+
+
+@pytest.mark.skipif(not __import__("inference.live", fromlist=["enabled"]).enabled(), reason="needs Redis")
+def test_final_events_published_together_in_order():
+    import uuid
+
+    from inference import live
+
+    run_id = uuid.uuid4()
+    conn = live.get_redis()
+    # A Redis that has never seen the script: the pipeline's NOSCRIPT falls back in order.
+    conn.script_flush()
+    live.publish_all(run_id, [("status", {"status": "running"})])
+    live.publish_all(run_id, [("status", {"status": "succeeded"}), ("done", {"status": "succeeded"})])
+    live.publish(run_id, "output", {"delta": "x"})
+    events = live.read_backlog(run_id)
+    assert [(e.seq, e.event, e.data) for e in events] == [
+        (1, "status", {"status": "running"}),
+        (2, "status", {"status": "succeeded"}),
+        (3, "done", {"status": "succeeded"}),
+        (4, "output", {"delta": "x"}),
+    ]
