@@ -104,6 +104,14 @@ DEFAULTS: dict[str, Any] = {
     "MAX_REQUEST_BYTES": None,
     # Deepest JSON nesting accepted in a request body (400 above it).
     "MAX_JSON_DEPTH": 64,
+    # Seconds a web process keeps a model's price versions for the worst-case
+    # estimate of a budget reservation (one query saved per submission).  A Price
+    # saved or deleted clears the cache of the process that saved it at once (and
+    # again on commit); other processes pick the change up within this time.
+    # Versions with a future effective_from are cached too, so a scheduled price
+    # applies exactly on time.  0 turns the cache off.  Costs of finished runs are
+    # always priced from the database.
+    "PRICE_CACHE_SECONDS": 30,
 }
 
 

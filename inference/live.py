@@ -107,11 +107,36 @@ def publish_status(run_id, status: str) -> None:
     publish_on_commit(run_id, "status", {"status": str(status)})
 
 
+def publish_all(run_id, events: list[tuple[str, dict[str, Any]]]) -> None:
+    """Several events of one run, in order, in one Redis round trip (a pipeline
+    of the publishing script) instead of one each."""
+    conn = get_redis()
+    if conn is None:
+        return
+    keys = [backlog_key(run_id), channel(run_id)]
+    payloads = [json.dumps({"event": e, "data": d}, default=str, separators=(",", ":")) for e, d in events]
+    try:
+        script = _scripts[inference_settings.REDIS_URL]
+        pipe = conn.pipeline(transaction=False)
+        for payload in payloads:
+            pipe.evalsha(script.sha, len(keys), *keys, payload, BACKLOG_TTL_SECONDS)
+        results = pipe.execute(raise_on_error=False)
+    except Exception as exc:  # redis.RedisError, connection refused, …
+        logger.warning("run %s: live events not published: %s", run_id, exc)
+        return
+    if any(isinstance(r, Exception) for r in results):
+        # NOSCRIPT (a fresh or flushed Redis) fails every command alike: publish
+        # them one by one, which loads the script first.
+        for (event, data), result in zip(events, results, strict=True):
+            if isinstance(result, Exception):
+                publish(run_id, event, data)
+
+
 def publish_done(run_id, status: str) -> None:
     # The relay serializes the final run from the database for its own viewer;
-    # the message only says that it is final.
-    publish_on_commit(run_id, "status", {"status": str(status)})
-    publish_on_commit(run_id, "done", {"status": str(status)})
+    # the message only says that it is final.  Both events in one round trip.
+    data = {"status": str(status)}
+    transaction.on_commit(lambda: publish_all(run_id, [("status", data), ("done", data)]))
 
 
 def _decode(seq: int, raw: bytes | str) -> LiveEvent:

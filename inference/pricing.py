@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -109,7 +110,8 @@ def seed_prices(price_model=None) -> int:
         for p in spec.prices
         if (spec.name, str(p.unit)) not in existing
     ]
-    price_model.objects.bulk_create(rows, ignore_conflicts=True)
+    price_model.objects.bulk_create(rows, ignore_conflicts=True)  # sends no post_save
+    clear_price_cache()
     return len(rows)
 
 
@@ -121,6 +123,47 @@ def prices_for(model: str, at: datetime | None = None) -> dict[str, Any]:
     current: dict[str, Any] = {}
     for price in Price.objects.filter(model=model, effective_from__lte=at).order_by("unit", "-effective_from"):
         current.setdefault(price.unit, price)
+    return current
+
+
+# Process-local: model -> (monotonic time read, every version of its prices,
+# ordered by unit then newest first).  See INFERENCE["PRICE_CACHE_SECONDS"].
+_price_cache: dict[str, tuple[float, list[Any]]] = {}
+
+
+def clear_price_cache(**_kwargs: Any) -> None:
+    """Forget every cached price (a signal receiver, hence the kwargs)."""
+    _price_cache.clear()
+
+
+def price_changed(**_kwargs: Any) -> None:
+    """post_save / post_delete of Price: clear now, and again once the change
+    commits, so a request that re-read the old rows in between is not kept."""
+    from django.db import transaction
+
+    clear_price_cache()
+    transaction.on_commit(clear_price_cache)
+
+
+def cached_prices_for(model: str, at: datetime | None = None) -> dict[str, Any]:
+    """``prices_for`` from a short-lived per-process cache of all the model's
+    versions (the choice by ``effective_from`` is still made per call)."""
+    from .conf import inference_settings
+    from .models import Price
+
+    ttl = float(inference_settings.PRICE_CACHE_SECONDS or 0)
+    if ttl <= 0:
+        return prices_for(model, at)
+    now = time.monotonic()
+    entry = _price_cache.get(model)
+    if entry is None or now - entry[0] > ttl:
+        entry = (now, list(Price.objects.filter(model=model).order_by("unit", "-effective_from")))
+        _price_cache[model] = entry
+    at = at or timezone.now()
+    current: dict[str, Any] = {}
+    for price in entry[1]:
+        if price.effective_from <= at:
+            current.setdefault(price.unit, price)
     return current
 
 
@@ -272,8 +315,10 @@ def measure(
     return Measured(q, guessed, prompt_tokens, completion_tokens)
 
 
-def price_quantities(model: str, quantities: dict[str, Decimal], at: datetime | None, *, guessed: dict[str, str]) -> Cost:
-    prices = prices_for(model, at)
+def price_quantities(
+    model: str, quantities: dict[str, Decimal], at: datetime | None, *, guessed: dict[str, str], cached: bool = False
+) -> Cost:
+    prices = cached_prices_for(model, at) if cached else prices_for(model, at)
     if not prices:
         return Cost(None, None, False, f"No price known for {model}: cost unknown (not $0).")
     usd = Decimal(0)
@@ -361,7 +406,8 @@ def estimate_submission(model: str, task: str, payload: dict[str, Any], media: I
         # Speech runs about 150 words a minute; a word is about 6 characters.
         chars = len(_text_of(payload.get("text", payload.get("prompt"))))
         measured.quantities[Unit.AUDIO_MINUTE] = Decimal(chars) / Decimal(6 * 150) + Decimal("0.1")
-    cost = price_quantities(model, measured.quantities, None, guessed={})
+    # The hot path of every submission: prices from the per-process cache.
+    cost = price_quantities(model, measured.quantities, None, guessed={}, cached=True)
     return cost.usd or Decimal(0)
 
 

@@ -60,11 +60,14 @@ def inference_config(request, settings, tmp_path):
     }
     settings.MEDIA_ROOT = str(getattr(request.config, "_cfai_media_root", tmp_path / "media"))
     # A 3036 in one test pauses the test account in Redis: never leak it into the next.
-    from inference import reliability
+    from inference import pricing, reliability
 
     reliability.clear_pause()
+    # Each test's prices roll back with it; the per-process price cache must not outlive them.
+    pricing.clear_price_cache()
     yield
     reliability.clear_pause()
+    pricing.clear_price_cache()
 
 
 @pytest.fixture(scope="session", autouse=True)
