@@ -987,6 +987,18 @@ def execute_inline(run: Run) -> InlineExecution:
         if not claim_attempt(run.pk, 1, created_at=run.created_at):
             raise InferenceError(f"Run {run.pk} is no longer queued")
         run.status, run.attempts = RunStatus.RUNNING, 1
+    # The same per-account pause as the worker path: after a 3036 the account's
+    # calls are refused here, not sent upstream to be refused again.
+    account_id = upstream_account_id(run)
+    paused = reliability.account_paused(account_id)
+    if paused:
+        refusal = QuotaExceededError(
+            "Not sent upstream: the Cloudflare account's daily allocation is used up (3036); "
+            f"its work is paused until 00:00 UTC. Upstream said: {paused}",
+            status_code=429, code=3036,
+        )
+        finish_failed(run, 1, code=3036, message=str(refusal), retryable=False)
+        raise refusal
     started = time.monotonic()
     # The same lease as a worker's attempt: the sweeper must not take a live
     # inline call for a dead worker's and send it upstream a second time.
@@ -1003,6 +1015,8 @@ def execute_inline(run: Run) -> InlineExecution:
         finish_failed(run, 1, code=None, message=str(exc), retryable=False)
         raise
     except InferenceError as exc:
+        if isinstance(exc, QuotaExceededError):
+            reliability.pause_account(str(exc), account_id)
         finish_failed(run, 1, code=exc.code, message=str(exc), retryable=exc.retryable,
                       upstream_ms=_elapsed_ms(started), partial=getattr(exc, "partial", None))
         raise

@@ -238,6 +238,17 @@ class TestErrors:
         # One attempt: the Cloudflare client retries itself, as it would against Cloudflare.
         assert len(emulator.requests) == 1 and run.attempts == 1
 
+    def test_3036_pauses_the_account_for_inline_calls_too(self, base, key, emulator):
+        emulator.add_fault("429_3036", model=LLAMA)
+        assert_error(post(base, key, LLAMA, {"prompt": "first"}), 429, 3036)
+        # The account is paused until midnight UTC: refused here, never sent upstream.
+        response = post(base, key, LLAMA, {"prompt": "second"})
+        body = assert_error(response, 429, 3036)
+        assert "Not sent upstream" in body["errors"][0]["message"]
+        assert len(emulator.requests) == 1
+        run = Run.objects.get(pk=response.headers["X-CFAI-Run-Id"])
+        assert run.status == "failed" and run.error_code == 3036 and run.cost_usd is None
+
     @pytest.mark.parametrize("fault", ["drop", "invalid_json"])
     def test_unreadable_upstream_is_502_in_envelope(self, base, key, emulator, fault):
         emulator.add_fault(fault, model=LLAMA)
