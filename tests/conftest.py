@@ -151,22 +151,35 @@ def _worker_env(emulator, media_root) -> dict[str, str]:
 
 
 class WorkerProcess:
-    def __init__(self, env: dict[str, str], concurrency: int = 4, pool: str = "threads") -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        concurrency: int = 4,
+        pool: str = "threads",
+        *,
+        queue: str = QUEUE,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         self.env = env
         self.concurrency = concurrency
         self.pool = pool
+        self.queue = queue
+        self.extra_args = list(extra_args)  # e.g. ("-B", "-s", path): beat embedded
         self.proc: subprocess.Popen | None = None
-        self.log_path = ROOT / ".pytest_cache" / f"worker-{QUEUE}.log"
+        self.log_path = ROOT / ".pytest_cache" / f"worker-{queue}.log"
 
     def start(self) -> WorkerProcess:
         self.log_path.parent.mkdir(exist_ok=True)
+        # Readiness is read from this log: a restart (after a test killed the
+        # worker) must not see the previous process's "ready.".
+        self.log_path.write_bytes(b"")
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [
-                sys.executable, "-m", "celery", "-A", "cfai_project", "worker",
-                "-Q", QUEUE, "-P", self.pool, "-c", str(self.concurrency),
+                sys.executable, "-m", "celery", "-A", "cfai_project", "worker", *self.extra_args,
+                "-Q", self.queue, "-P", self.pool, "-c", str(self.concurrency),
                 "--without-gossip", "--without-mingle", "--without-heartbeat",
-                "-l", "INFO", "-n", f"{QUEUE}-{uuid.uuid4().hex[:4]}@%h",
+                "-l", "INFO", "-n", f"{self.queue}-{uuid.uuid4().hex[:4]}@%h",
             ],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -5,14 +5,11 @@ observable within seconds."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import uuid
 
 import pytest
 
 from ..conftest import QUEUE as ROOT_QUEUE
-from ..conftest import ROOT, WorkerProcess, _worker_env
+from ..conftest import WorkerProcess, _worker_env
 
 QUEUE = f"{ROOT_QUEUE}-rel"
 # One rate class deliberately slow (1 request/s, burst of 3) to observe pacing.
@@ -31,31 +28,11 @@ FAST = {
 }
 
 
-class BeatWorkerProcess(WorkerProcess):
+def beat_worker(env: dict[str, str], schedule_path, concurrency: int = 4) -> WorkerProcess:
     """``celery worker -B``: the worker plus the beat scheduler (the sweeper)."""
-
-    def __init__(self, env, schedule_path, concurrency: int = 4) -> None:
-        super().__init__(env, concurrency=concurrency)
-        self.schedule_path = schedule_path
-        self.log_path = ROOT / ".pytest_cache" / f"worker-{QUEUE}.log"
-
-    def start(self) -> BeatWorkerProcess:
-        self.log_path.parent.mkdir(exist_ok=True)
-        self.log_path.write_bytes(b"")
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "celery", "-A", "cfai_project", "worker", "-B",
-                "-s", str(self.schedule_path),
-                "-Q", QUEUE, "-P", self.pool, "-c", str(self.concurrency),
-                "--without-gossip", "--without-mingle", "--without-heartbeat",
-                "-l", "INFO", "-n", f"{QUEUE}-{uuid.uuid4().hex[:4]}@%h",
-            ],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self._wait_ready()
-        return self
+    return WorkerProcess(
+        env, concurrency=concurrency, queue=QUEUE, extra_args=("-B", "-s", str(schedule_path))
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -70,7 +47,7 @@ def rel_worker_process(request, emulator, django_db_setup, django_db_blocker, tm
         env = _worker_env(emulator, request.config._cfai_media_root)
     env.update(FAST)
     env["CFAI_RATE_LIMIT_BURST"] = str(PACED_BURST_SECONDS)
-    proc = BeatWorkerProcess(env, tmp_path_factory.mktemp("beat") / "schedule").start()
+    proc = beat_worker(env, tmp_path_factory.mktemp("beat") / "schedule").start()
     yield proc
     proc.stop()
 
