@@ -317,7 +317,7 @@ class Stack:
         subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=self.env, check=True)
         script = (
             "from django.contrib.auth import get_user_model\n"
-            "from inference import services\n"
+            "from inference.services import execution as services\n"
             "u, _ = get_user_model().objects.get_or_create(username='bench')\n"
             "print(services.create_api_key(u, name='bench')[1])\n"
         )

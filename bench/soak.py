@@ -188,8 +188,8 @@ def main() -> int:
         from django.contrib.auth import get_user_model
         from django.db import connection
 
-        from inference import services
         from inference.models import TERMINAL_STATUSES, Run
+        from inference.services import execution as services
 
         user = get_user_model().objects.create_user("soak")
         plan = []

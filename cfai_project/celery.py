@@ -13,7 +13,7 @@ app.autodiscover_tasks(related_name="jobs")
 def _scrub_worker_logs(logger=None, **kwargs):
     # The worker sets up its own handlers (it hijacks the root logger), so the
     # LOGGING filter of settings.py never sees its records: add it here.
-    from inference.logging import SecretScrubFilter
+    from inference.redaction import SecretScrubFilter
 
     for handler in logger.handlers if logger is not None else []:
         if not any(isinstance(f, SecretScrubFilter) for f in handler.filters):

@@ -267,7 +267,7 @@ INFERENCE = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"scrub_secrets": {"()": "inference.logging.SecretScrubFilter"}},
+    "filters": {"scrub_secrets": {"()": "inference.redaction.SecretScrubFilter"}},
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {
         "console": {

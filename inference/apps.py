@@ -12,7 +12,7 @@ class InferenceConfig(AppConfig):
 
         from . import checks  # noqa: F401  (registers system checks)
         from .models import Price
-        from .pricing import price_changed, seed_prices_after_migrate
+        from .services.pricing import price_changed, seed_prices_after_migrate
 
         # post_migrate (not a data migration) so a flushed test database is re-seeded too.
         post_migrate.connect(seed_prices_after_migrate, sender=self, dispatch_uid="inference_seed_prices")

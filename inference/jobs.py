@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import close_old_connections
 
-from . import services
+from .services import execution as services
 
 
 @shared_task(name="inference.execute_run", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
@@ -20,7 +20,7 @@ def execute_run_job(run_id: str, attempt: int = 1) -> None:
 
 @shared_task(name="inference.deliver_webhook", acks_late=True, ignore_result=True)
 def deliver_webhook_job(delivery_id: int) -> None:
-    from . import webhooks
+    from .services import webhooks
 
     webhooks.deliver(delivery_id)
 
@@ -29,6 +29,6 @@ def deliver_webhook_job(delivery_id: int) -> None:
 def sweep_job() -> dict[str, int]:
     """Periodic (Celery beat, CELERY_BEAT_SCHEDULE): the database is the source
     of truth; re-enqueue what the broker lost, fail what outlived its deadline."""
-    from . import reliability
+    from .services import recovery as reliability
 
     return reliability.sweep().as_dict()

@@ -60,7 +60,8 @@ def inference_config(request, settings, tmp_path):
     }
     settings.MEDIA_ROOT = str(getattr(request.config, "_cfai_media_root", tmp_path / "media"))
     # A 3036 in one test pauses the test account in Redis: never leak it into the next.
-    from inference import pricing, reliability
+    from inference.services import pricing
+    from inference.services import recovery as reliability
 
     reliability.clear_pause()
     # Each test's prices roll back with it; the per-process price cache must not outlive them.
@@ -87,7 +88,7 @@ def other_user(django_user_model):
 
 
 def make_client(user, **key_kwargs):
-    from inference.services import create_api_key
+    from inference.services.execution import create_api_key
 
     key, raw = create_api_key(user, **key_kwargs)
     client = APIClient()
@@ -248,6 +249,6 @@ def seeded_prices(request):
     if not request.node.get_closest_marker("django_db") and not {"db", "transactional_db", "worker", "live_server"} & set(request.fixturenames):
         return
     request.getfixturevalue("_django_db_helper")
-    from inference.pricing import seed_prices
+    from inference.services.pricing import seed_prices
 
     seed_prices()

@@ -8,8 +8,8 @@ import pytest
 from django.utils import timezone
 
 from bench.run import Figure, Report, at_least, at_most, pct, table
-from inference import services
 from inference.models import Run, RunStatus
+from inference.services import execution as services
 
 LLAMA = "@cf/meta/llama-3.1-8b-instruct"
 

@@ -10,8 +10,8 @@ import uuid
 import pytest
 import requests
 
-from inference import live
 from inference.models import Run
+from inference.services import live
 
 from .conftest import wait_for_status
 

@@ -10,8 +10,8 @@ import pytest
 from django.core.cache import cache
 from django.utils import timezone
 
-from inference import pricing
 from inference.models import Price, Run
+from inference.services import pricing
 
 LLAMA = "@cf/meta/llama-3.1-8b-instruct"
 UNPRICED = "@cf/test/perf-unpriced-model"
@@ -111,11 +111,11 @@ class TestThrottleRoundTrips:
         assert Run.objects.count() == 0
 
 
-@pytest.mark.skipif(not __import__("inference.live", fromlist=["enabled"]).enabled(), reason="needs Redis")
+@pytest.mark.skipif(not __import__("inference.services.live", fromlist=["enabled"]).enabled(), reason="needs Redis")
 def test_final_events_published_together_in_order():
     import uuid
 
-    from inference import live
+    from inference.services import live
 
     run_id = uuid.uuid4()
     conn = live.get_redis()

@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from inference import webhooks
 from inference.models import Run, WebhookDelivery, WebhookSecret
+from inference.services import webhooks
 
 from .conftest import wait_for_status
 

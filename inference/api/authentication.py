@@ -4,7 +4,7 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
-from .. import services
+from ..services import execution as services
 
 
 class APIKeyAuthentication(authentication.BaseAuthentication):

@@ -9,7 +9,7 @@ from rest_framework import serializers
 
 from .. import catalog
 from ..models import Run, RunMedia, RunStatus
-from ..pricing import format_usd
+from ..services.pricing import format_usd
 from . import parsers
 
 WEBHOOK_EVENTS = ("start", "output", "completed")

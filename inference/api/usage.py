@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import usage
+from ..services import usage
 from .schema import ERROR_RESPONSES
 
 

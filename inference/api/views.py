@@ -19,8 +19,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import catalog, catalog_db, events, services
+from .. import catalog, catalog_db
 from ..models import Run, RunMedia
+from ..services import events
+from ..services import execution as services
 from .filters import RunFilter
 from .pagination import RunCursorPagination
 from .parsers import SafeJSONParser

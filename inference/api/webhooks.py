@@ -7,7 +7,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import webhooks
+from ..services import webhooks
 from .schema import ERROR_RESPONSES
 
 SECRET = {"type": "object", "properties": {"secret": {"type": "string"}, "created_at": {"type": "string", "format": "date-time"}}}

@@ -24,11 +24,12 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from .. import catalog, services
+from .. import catalog
 from ..conf import inference_settings
 from ..exceptions import InferenceConfigurationError, InferenceError, UpstreamTimeoutError
 from ..middleware import max_request_bytes
 from ..models import APIKey, Run
+from ..services import execution as services
 from .streaming import iterate_in_thread
 
 logger = logging.getLogger(__name__)

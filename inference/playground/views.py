@@ -7,8 +7,8 @@ from django.shortcuts import render
 from django.urls import reverse_lazy
 from django.views.decorators.csrf import ensure_csrf_cookie
 
-from .. import services
 from ..api.serializers import RunSerializer
+from ..services import execution as services
 from .forms import playground_catalog
 
 HISTORY_SIZE = 25

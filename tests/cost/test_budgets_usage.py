@@ -11,8 +11,17 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from inference import budgets, pricing, reliability, services
 from inference.models import Budget, Run, RunStatus, Team, TeamMembership, UsageDaily
+from inference.services import (
+    budgets,
+    pricing,
+)
+from inference.services import (
+    execution as services,
+)
+from inference.services import (
+    recovery as reliability,
+)
 from tests.conftest import make_client, uses_postgres
 
 D = Decimal

@@ -10,9 +10,10 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from inference import pricing, services
 from inference.emulator.outputs import mp3_bytes
 from inference.models import Price, Run, RunStatus
+from inference.services import execution as services
+from inference.services import pricing
 
 pytestmark = [pytest.mark.embedded, pytest.mark.django_db]
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from inference import reliability, services
 from inference.models import CloudflareAccount, Run, Team
+from inference.services import execution as services
+from inference.services import recovery as reliability
 
 from ..conftest import ACCOUNT_ID, TEAM_CF_TOKEN, make_client
 

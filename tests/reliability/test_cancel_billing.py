@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from inference import pricing, services
 from inference.models import Run, RunStatus, UsageDaily
+from inference.services import execution as services
+from inference.services import pricing
 
 from .test_faults import LLAMA, submit, wait_until
 

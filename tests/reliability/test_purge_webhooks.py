@@ -10,8 +10,8 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from inference import webhooks
 from inference.models import Run, UsageDaily, WebhookDelivery
+from inference.services import webhooks
 
 LLAMA = "@cf/meta/llama-3.1-8b-instruct"
 

@@ -14,8 +14,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from inference import reliability, services
 from inference.models import Run, RunMedia
+from inference.services import execution as services
+from inference.services import recovery as reliability
 
 from ..conftest import make_client, uses_postgres
 

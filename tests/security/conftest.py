@@ -12,8 +12,8 @@ from django.test import Client
 from PIL import Image
 from rest_framework.test import APIClient
 
-from inference import services
 from inference.models import Run, RunMedia, RunStatus, Team, TeamMembership
+from inference.services import execution as services
 
 from ..conftest import make_client
 

@@ -9,10 +9,11 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from inference import crypto, services
+from inference import crypto
 from inference.crypto import DecryptionError
 from inference.exceptions import MissingCredentialsError
 from inference.models import CloudflareAccount, Run, Team
+from inference.services import execution as services
 
 from ..conftest import (
     ACCOUNT_ID,

@@ -13,9 +13,14 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
-from inference import services
-from inference.logging import REDACTED, SecretScrubFilter, register_secret, scrub
 from inference.models import APIKey
+from inference.redaction import (
+    REDACTED,
+    SecretScrubFilter,
+    register_secret,
+    scrub,
+)
+from inference.services import execution as services
 
 from ..conftest import make_client
 from .conftest import LLAMA

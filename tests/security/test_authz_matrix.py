@@ -12,8 +12,8 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from inference import webhooks
 from inference.models import Run, RunStatus, UsageDaily
+from inference.services import webhooks
 
 from ..conftest import ACCOUNT_ID
 from .conftest import LLAMA, ROLES

@@ -17,8 +17,8 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
-from inference import webhooks
 from inference.models import CloudflareAccount, Run, Team, WebhookDelivery
+from inference.services import webhooks
 
 from ..conftest import (
     CF_TOKEN,
@@ -144,7 +144,7 @@ def test_no_secret_appears_anywhere(worker, emulator, caplog, django_user_model,
 
     # Two runs executed in this process too (the real service call the job makes),
     # so their log records pass through caplog, not only the worker's log file.
-    from inference import services
+    from inference.services import execution as services
 
     for caller, prompt in (("acme", "in-process team run"), ("broken", "in-process rejected")):
         run, _ = services.submit_run(

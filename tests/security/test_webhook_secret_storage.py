@@ -13,8 +13,10 @@ from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
-from inference import crypto, services, webhooks
+from inference import crypto
 from inference.models import WebhookSecret
+from inference.services import execution as services
+from inference.services import webhooks
 
 SECRET_MIGRATION = ("inference", "0006_webhook_secret_encrypted")
 BEFORE = ("inference", "0005_cost")

@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from inference import services
 from inference.crypto import DecryptionError
 from inference.models import CloudflareAccount, WebhookSecret
+from inference.services import execution as services
 
 
 class Command(BaseCommand):

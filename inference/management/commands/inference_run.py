@@ -15,9 +15,9 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from inference import services
 from inference.api.serializers import RunSerializer
 from inference.models import Run, RunMedia
+from inference.services import execution as services
 
 
 def read_input(value: str) -> dict[str, Any]:

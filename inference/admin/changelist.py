@@ -15,7 +15,7 @@ from django.db.models import Max, Min, QuerySet
 from django.utils import timezone
 from django.utils.functional import cached_property
 
-from . import catalog
+from .. import catalog
 
 COUNT_CAP = 10_000
 

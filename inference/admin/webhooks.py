@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
-from . import webhooks
-from .models import WebhookDelivery, WebhookSecret
+from ..models import WebhookDelivery, WebhookSecret
+from ..services import webhooks
 
 
 class WebhookDeliveryInline(admin.TabularInline):

@@ -20,9 +20,14 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
-from . import __version__ as _version
-from .conf import inference_settings
-from .models import Run, WebhookDelivery, WebhookEvent, WebhookSecret
+from .. import __version__ as _version
+from ..conf import inference_settings
+from ..models import (
+    Run,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookSecret,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +113,7 @@ def secret_for(user) -> WebhookSecret:
 
 
 def rotate_secret(user) -> WebhookSecret:
-    from .models import new_webhook_secret
+    from ..models import new_webhook_secret
 
     secret = secret_for(user)
     secret.secret = new_webhook_secret()
@@ -134,7 +139,7 @@ def wants(run: Run, event: str) -> bool:
 
 
 def build_payload(run: Run, event: str, result_override: Any = None) -> str:
-    from .api.serializers import RunSerializer  # the API's shape, built once
+    from ..api.serializers import RunSerializer  # the API's shape, built once
 
     data = RunSerializer(run).data
     if result_override is not None:
@@ -170,7 +175,7 @@ def _safe_dispatch(run_id, event: str, result_override: Any = None) -> None:
 
 
 def enqueue(delivery_id: int, countdown: float | None = None) -> None:
-    from .jobs import deliver_webhook_job
+    from ..jobs import deliver_webhook_job
 
     options: dict[str, Any] = {}
     if inference_settings.QUEUE:

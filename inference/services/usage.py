@@ -11,7 +11,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q, QuerySet, Sum
 from django.utils import timezone
 
-from .models import Run, RunStatus, TeamMembership, UsageDaily
+from ..models import (
+    Run,
+    RunStatus,
+    TeamMembership,
+    UsageDaily,
+)
 from .pricing import Cost
 
 GROUPS = {

@@ -27,7 +27,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from .catalog import MODELS, Task, Unit
+from ..catalog import MODELS, Task, Unit
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def seed_prices(price_model=None) -> int:
     """Insert every catalog price missing from the table (idempotent: existing
     rows, including admin edits and later versions, are left alone)."""
     if price_model is None:
-        from .models import Price as price_model  # noqa: N813
+        from ..models import Price as price_model  # noqa: N813
     effective = _seed_effective_from()
     existing = set(
         price_model.objects.filter(effective_from=effective).values_list("model", "unit")
@@ -117,7 +117,7 @@ def seed_prices(price_model=None) -> int:
 
 def prices_for(model: str, at: datetime | None = None) -> dict[str, Any]:
     """The price in force for each unit of ``model`` at ``at`` (newest version)."""
-    from .models import Price
+    from ..models import Price
 
     at = at or timezone.now()
     current: dict[str, Any] = {}
@@ -148,8 +148,8 @@ def price_changed(**_kwargs: Any) -> None:
 def cached_prices_for(model: str, at: datetime | None = None) -> dict[str, Any]:
     """``prices_for`` from a short-lived per-process cache of all the model's
     versions (the choice by ``effective_from`` is still made per call)."""
-    from .conf import inference_settings
-    from .models import Price
+    from ..conf import inference_settings
+    from ..models import Price
 
     ttl = float(inference_settings.PRICE_CACHE_SECONDS or 0)
     if ttl <= 0:
@@ -380,7 +380,7 @@ def safe_cost_of(run, **kwargs: Any) -> Cost:
 
 
 def stored_inputs(run) -> Iterable[tuple[str, bytes, str]]:
-    from .models import RunMedia
+    from ..models import RunMedia
 
     for media in RunMedia.objects.filter(run_id=run.pk, role=RunMedia.Role.INPUT):
         with media.file.open("rb") as fh:

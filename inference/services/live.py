@@ -26,7 +26,7 @@ from typing import Any
 
 from django.db import transaction
 
-from .conf import inference_settings
+from ..conf import inference_settings
 
 logger = logging.getLogger(__name__)
 

@@ -9,9 +9,10 @@ from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html
 
-from . import budgets, dashboard
-from .models import Budget, Price, UsageDaily
-from .pricing import format_usd
+from ..models import Budget, Price, UsageDaily
+from ..services import budgets
+from ..services.pricing import format_usd
+from . import charts as dashboard
 
 PRICE_FIELDS = ("usd_per_unit", "neurons_per_unit", "per", "unit", "model")
 

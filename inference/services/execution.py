@@ -23,13 +23,18 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Func, PositiveIntegerField, Q, QuerySet, Value
 from django.utils import timezone
 
-from . import budgets, catalog, live, pricing, reliability, webhooks
-from . import logging as scrub_logs
-from . import usage as usage_rollup
-from .catalog_db import resolve_model
-from .client import BinaryResult, JSONResult, RunResult, StreamResult, WorkersAIClient
-from .conf import inference_settings
-from .exceptions import (
+from .. import catalog
+from .. import redaction as scrub_logs
+from ..catalog_db import resolve_model
+from ..client import (
+    BinaryResult,
+    JSONResult,
+    RunResult,
+    StreamResult,
+    WorkersAIClient,
+)
+from ..conf import inference_settings
+from ..exceptions import (
     InferenceConfigurationError,
     InferenceError,
     MissingCredentialsError,
@@ -38,7 +43,7 @@ from .exceptions import (
     UpstreamProtocolError,
     UpstreamTimeoutError,
 )
-from .models import (
+from ..models import (
     APIKey,
     CloudflareAccount,
     Run,
@@ -47,9 +52,24 @@ from .models import (
     TeamMembership,
     WebhookSecret,
 )
-from .tasks import InputValidationError
-from .tasks.media import MediaInput, MediaTooLarge, encode_for_upstream, extract_media
-from .tasks.outputs import BinaryOutputError, extract_binary_outputs, normalize_output
+from ..tasks import InputValidationError
+from ..tasks.media import (
+    MediaInput,
+    MediaTooLarge,
+    encode_for_upstream,
+    extract_media,
+)
+from ..tasks.outputs import BinaryOutputError, extract_binary_outputs, normalize_output
+from . import (
+    budgets,
+    live,
+    pricing,
+    webhooks,
+)
+from . import (
+    recovery as reliability,
+)
+from . import usage as usage_rollup
 
 logger = logging.getLogger(__name__)
 
@@ -378,7 +398,7 @@ def find_idempotent(user, key: str, fingerprint: str) -> Run | None:
 
 
 def enqueue_run(run_id, attempt: int = 1, countdown: float | None = None) -> None:
-    from .jobs import execute_run_job  # jobs imports services: import at use
+    from ..jobs import execute_run_job  # jobs imports services: import at use
 
     options: dict[str, Any] = {}
     if inference_settings.QUEUE:

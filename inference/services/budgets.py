@@ -22,7 +22,12 @@ from django.db.models import DecimalField, F, Func, Q, Subquery
 from django.dispatch import Signal
 from django.utils import timezone
 
-from .models import Budget, Run, RunStatus, UsageDaily
+from ..models import (
+    Budget,
+    Run,
+    RunStatus,
+    UsageDaily,
+)
 from .pricing import format_usd
 
 logger = logging.getLogger(__name__)
@@ -103,7 +108,7 @@ def reserve(run: Run, estimate: Decimal) -> None:
     """Check every budget of the run's user and team and reserve ``estimate``.
     Must run inside the transaction that inserts ``run``.  Raises
     ``services.SubmissionError`` (402) naming the first budget it would reach."""
-    from .services import SubmissionError  # services imports this module
+    from .execution import SubmissionError  # services imports this module
 
     budgets = list(
         Budget.objects.select_for_update()

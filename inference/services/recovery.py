@@ -20,9 +20,9 @@ from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
-from . import catalog
-from .conf import inference_settings
-from .models import Run, RunStatus
+from .. import catalog
+from ..conf import inference_settings
+from ..models import Run, RunStatus
 
 logger = logging.getLogger(__name__)
 
@@ -324,7 +324,7 @@ def _first_time(marker: str, ttl: float) -> bool:
 
 def sweep() -> SweepReport:
     """One pass of the sweeper; safe to run concurrently with itself."""
-    from .services import announce_finished, enqueue_run, finish_failed
+    from .execution import announce_finished, enqueue_run, finish_failed
 
     s = inference_settings
     now = timezone.now()

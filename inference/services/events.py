@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ..models import Run, RunStatus
 from . import live
-from .models import Run, RunStatus
 
 POLL_INTERVAL = 0.25
 MAX_STREAM_SECONDS = 3600

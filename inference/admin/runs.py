@@ -4,10 +4,18 @@ from django import forms
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
-from . import services
-from .admin_perf import CappedCountPaginator, TaskListFilter, fast_dates
-from .admin_webhooks import WebhookDeliveryInline
-from .models import APIKey, CatalogModel, CloudflareAccount, Run, RunMedia, Team, TeamMembership
+from ..models import (
+    APIKey,
+    CatalogModel,
+    CloudflareAccount,
+    Run,
+    RunMedia,
+    Team,
+    TeamMembership,
+)
+from ..services import execution as services
+from .changelist import CappedCountPaginator, TaskListFilter, fast_dates
+from .webhooks import WebhookDeliveryInline
 
 
 class TeamMembershipInline(admin.TabularInline):
@@ -192,4 +200,4 @@ class CloudflareAccountAdmin(admin.ModelAdmin):
         self.message_user(request, f"Re-encrypted {changed} account(s).")
 
 
-from . import admin_cost  # noqa: E402,F401  (prices, budgets, usage, dashboard)
+from . import billing  # noqa: E402,F401  (prices, budgets, usage, dashboard)
