@@ -317,9 +317,9 @@ class Stack:
         subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=self.env, check=True)
         script = (
             "from django.contrib.auth import get_user_model\n"
-            "from inference.services import execution as services\n"
+            "from inference.services.access import create_api_key\n"
             "u, _ = get_user_model().objects.get_or_create(username='bench')\n"
-            "print(services.create_api_key(u, name='bench')[1])\n"
+            "print(create_api_key(u, name='bench')[1])\n"
         )
         out = subprocess.run([PYTHON, "manage.py", "shell", "-c", script], cwd=ROOT, env=self.env,
                              check=True, capture_output=True, text=True)

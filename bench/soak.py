@@ -6,7 +6,7 @@ real Celery workers, PostgreSQL, Redis and the emulator, then check the promise.
 
 It creates its own database (``--db-name``, dropped afterwards unless ``--keep-db``),
 starts the emulator and the workers (one with beat, so the sweeper runs) as
-subprocesses, submits through ``services.submit_run`` from several threads, and
+subprocesses, submits through ``submit_run`` from several threads, and
 optionally SIGKILLs a worker mid-soak (``--kill-after``).  Faults travel as prompt
 markers (``[[emulator:fault=...,key=soak-N]]``), so each targets exactly one run.
 
@@ -189,7 +189,7 @@ def main() -> int:
         from django.db import connection
 
         from inference.models import TERMINAL_STATUSES, Run
-        from inference.services import execution as services
+        from inference.services.submission import Submission, submit_run
 
         user = get_user_model().objects.create_user("soak")
         plan = []
@@ -215,7 +215,7 @@ def main() -> int:
             try:
                 for i, model, payload, _fault in chunk:
                     try:
-                        run, _ = services.submit_run(user, services.Submission(model=model, input=payload))
+                        run, _ = submit_run(user, Submission(model=model, input=payload))
                     except Exception as exc:  # noqa: BLE001 - counted and reported
                         with lock:
                             refused[type(exc).__name__] += 1

@@ -129,7 +129,7 @@ def main() -> None:
     subprocess.run([python, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
     key = subprocess.run(
         [python, "manage.py", "shell", "-c",
-         "from django.contrib.auth import get_user_model; from inference.services.execution import create_api_key;"
+         "from django.contrib.auth import get_user_model; from inference.services.access import create_api_key;"
          "u, _ = get_user_model().objects.get_or_create(username='bench'); print(create_api_key(u, name='bench')[1])"],
         cwd=ROOT, env=env, check=True, capture_output=True, text=True,
     ).stdout.strip().splitlines()[-1]

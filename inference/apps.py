@@ -10,7 +10,10 @@ class InferenceConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_delete, post_migrate, post_save
 
-        from . import checks  # noqa: F401  (registers system checks)
+        from . import (
+            checks,  # noqa: F401  (registers system checks)
+            jobs,  # noqa: F401  (registers the Celery tasks queue.py sends by name)
+        )
         from .models import Price
         from .services.pricing import price_changed, seed_prices_after_migrate
 

@@ -24,18 +24,12 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 
 from .conf import inference_settings
-from .exceptions import InferenceConfigurationError
+from .exceptions import DecryptionError, InferenceConfigurationError
 
 __all__ = ["DecryptionError", "decrypt", "encrypt", "generate_key", "needs_rotation", "rotate"]
 
 # Domain separation: the derived key is not usable as anything else of Django's.
 _DERIVATION_SALT = b"cfai.inference.crypto.v1:"
-
-
-class DecryptionError(InferenceConfigurationError):
-    """A stored value cannot be decrypted with any configured key.  A
-    configuration error (outside the InferenceError root): a key was removed
-    from ENCRYPTION_KEYS before the values it encrypted were rotated."""
 
 
 def generate_key() -> str:

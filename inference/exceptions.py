@@ -9,6 +9,7 @@ InferenceError`` never swallows a missing credential.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -158,3 +159,34 @@ def error_for_status(
     if status_code >= 500:
         return UpstreamServerError(message, **kwargs)
     return UpstreamError(message, retryable=code in RETRYABLE_CODES, **kwargs)
+
+
+class DecryptionError(InferenceConfigurationError):
+    """A stored value cannot be decrypted with any configured key.  A
+    configuration error (outside the InferenceError root): a key was removed
+    from ENCRYPTION_KEYS before the values it encrypted were rotated."""
+
+
+# --- Refusals and run-state errors (raised by services, mapped by the API) -------
+
+
+class SubmissionError(Exception):
+    """A submission refused before anything was stored.  ``errors`` maps field
+    paths to messages (DRF's shape); ``status`` is the HTTP status to answer."""
+
+    def __init__(self, errors: dict[str, list[str]], status: int = 400) -> None:
+        self.errors = errors
+        self.status = status
+        super().__init__(json.dumps(errors))
+
+
+class AlreadyFinished(Exception):
+    """A cancel (or another state change) asked of a run already finished."""
+
+
+class DeadlineExceeded(Exception):
+    """The run's overall deadline passed before (or while) calling upstream."""
+
+
+class WebhookTargetError(ValueError):
+    """The webhook URL may not be called (bad scheme, unresolvable, or non-public)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import close_old_connections
 
-from .services import execution as services
+from .services.execution import execute_run
 
 
 @shared_task(name="inference.execute_run", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
@@ -15,7 +15,7 @@ def execute_run_job(run_id: str, attempt: int = 1) -> None:
         # of a request, drop one that is broken or older than CONN_MAX_AGE.  Not when
         # eager: that would close the caller's connection mid-transaction.
         close_old_connections()
-    services.execute_run(run_id, attempt)
+    execute_run(run_id, attempt)
 
 
 @shared_task(name="inference.deliver_webhook", acks_late=True, ignore_result=True)

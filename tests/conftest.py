@@ -88,7 +88,7 @@ def other_user(django_user_model):
 
 
 def make_client(user, **key_kwargs):
-    from inference.services.execution import create_api_key
+    from inference.services.access import create_api_key
 
     key, raw = create_api_key(user, **key_kwargs)
     client = APIClient()

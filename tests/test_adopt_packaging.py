@@ -152,7 +152,7 @@ django.setup()
 from django.contrib.auth import get_user_model
 from django.template.loader import get_template
 from django.test import Client
-from inference.services import create_api_key
+from inference.services.access import create_api_key
 
 user = get_user_model().objects.create_user("hostuser", password="pw-hostuser-1")
 _key, raw = create_api_key(user, name="host")

@@ -9,7 +9,8 @@ from django.utils import timezone
 
 from bench.run import Figure, Report, at_least, at_most, pct, table
 from inference.models import Run, RunStatus
-from inference.services import execution as services
+from inference.services.lifecycle import claim_attempt
+from inference.services.media import upstream_payload
 
 LLAMA = "@cf/meta/llama-3.1-8b-instruct"
 
@@ -28,7 +29,7 @@ class TestClaimComputesQueueTimeInOneUpdate:
     def test_queue_ms_is_the_time_since_creation(self, user, django_assert_num_queries):
         run = _queued_run(user, timedelta(milliseconds=1500))
         with django_assert_num_queries(1):  # one UPDATE: no SELECT, no second UPDATE
-            assert services.claim_attempt(run.pk, 1) is True
+            assert claim_attempt(run.pk, 1) is True
         run.refresh_from_db()
         assert run.status == RunStatus.RUNNING and run.attempts == 1
         # The database's clock and ours are the same here; allow for a loaded machine.
@@ -36,21 +37,21 @@ class TestClaimComputesQueueTimeInOneUpdate:
 
     def test_queue_ms_never_negative(self, user):
         run = _queued_run(user, timedelta(seconds=-3))  # created "in the future" (clock skew)
-        assert services.claim_attempt(run.pk, 1) is True
+        assert claim_attempt(run.pk, 1) is True
         run.refresh_from_db()
         assert run.queue_ms == 0
 
     def test_second_claim_does_nothing(self, user):
         run = _queued_run(user, timedelta(0))
-        assert services.claim_attempt(run.pk, 1) is True
-        assert services.claim_attempt(run.pk, 1) is False
+        assert claim_attempt(run.pk, 1) is True
+        assert claim_attempt(run.pk, 1) is False
         run.refresh_from_db()
         assert run.attempts == 1
 
     def test_input_without_media_needs_no_query(self, user, django_assert_num_queries):
         run = _queued_run(user, timedelta(0))
         with django_assert_num_queries(0):
-            assert services.upstream_payload(run) == {"prompt": "hi"}
+            assert upstream_payload(run) == {"prompt": "hi"}
 
 
 @pytest.mark.embedded

@@ -108,7 +108,7 @@ class TestWithRealWorker:
         assert run.error_retryable is True
 
     def test_duplicate_message_does_not_run_twice(self, api, worker, emulator):
-        from inference.services.execution import enqueue_run
+        from inference.queue import enqueue_run
 
         body = submit(api, LLAMA, {"prompt": "once"}).json()
         run = wait_for_status(body["id"])

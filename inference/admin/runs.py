@@ -4,6 +4,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
+from ..exceptions import AlreadyFinished
 from ..models import (
     APIKey,
     CatalogModel,
@@ -13,7 +14,9 @@ from ..models import (
     Team,
     TeamMembership,
 )
-from ..services import execution as services
+from ..services.access import create_api_key, rotate_credentials, visible_runs
+from ..services.lifecycle import cancel_run
+from ..services.media import media_url
 from .changelist import CappedCountPaginator, TaskListFilter, fast_dates
 from .webhooks import WebhookDeliveryInline
 
@@ -44,7 +47,7 @@ class APIKeyAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if change:
             return super().save_model(request, obj, form, change)
-        key, raw = services.create_api_key(obj.user, name=obj.name, team=obj.team)
+        key, raw = create_api_key(obj.user, name=obj.name, team=obj.team)
         obj.pk = key.pk
         obj.prefix, obj.hashed_key, obj.created_at = key.prefix, key.hashed_key, key.created_at
         # Shown exactly once; only the digest is stored.
@@ -70,7 +73,7 @@ class RunMediaInline(admin.TabularInline):
 
     @admin.display(description="file")
     def link(self, obj):
-        return format_html('<a href="{}">download</a>', services.media_url(obj))
+        return format_html('<a href="{}">download</a>', media_url(obj))
 
 
 @admin.register(Run)
@@ -97,9 +100,9 @@ class RunAdmin(admin.ModelAdmin):
     ]
 
     def get_queryset(self, request):
-        # The one visibility rule (services.visible_runs); the admin is staff-only,
+        # The one visibility rule (visible_runs); the admin is staff-only,
         # so today this is every run, but the rule stays in one place.
-        return fast_dates(services.visible_runs(request.user))
+        return fast_dates(visible_runs(request.user))
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in Run._meta.fields]
@@ -120,9 +123,9 @@ class RunAdmin(admin.ModelAdmin):
         canceled = 0
         for run in queryset.exclude(status__in=["succeeded", "failed", "canceled"]):
             try:
-                services.cancel_run(run)
+                cancel_run(run)
                 canceled += 1
-            except services.AlreadyFinished:
+            except AlreadyFinished:
                 pass
         self.message_user(request, f"Canceled {canceled} run(s).")
 
@@ -196,7 +199,7 @@ class CloudflareAccountAdmin(admin.ModelAdmin):
 
     @admin.action(description="Re-encrypt credentials with the current encryption key")
     def rotate_encryption(self, request, queryset):
-        changed = services.rotate_credentials(queryset)
+        changed = rotate_credentials(queryset)
         self.message_user(request, f"Re-encrypted {changed} account(s).")
 
 

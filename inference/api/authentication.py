@@ -4,7 +4,7 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
-from ..services import execution as services
+from ..services.access import authenticate_api_key
 
 
 class APIKeyAuthentication(authentication.BaseAuthentication):
@@ -25,7 +25,7 @@ class APIKeyAuthentication(authentication.BaseAuthentication):
             raw = header[1].decode()
         except UnicodeError as exc:
             raise exceptions.AuthenticationFailed(_("Invalid API key.")) from exc
-        key = services.authenticate_api_key(raw)
+        key = authenticate_api_key(raw)
         if key is None:
             raise exceptions.AuthenticationFailed(_("Invalid or revoked API key."))
         return key.user, key

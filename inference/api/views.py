@@ -20,9 +20,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import catalog, catalog_db
+from ..exceptions import AlreadyFinished, SubmissionError
 from ..models import Run, RunMedia
 from ..services import events
-from ..services import execution as services
+from ..services.access import visible_media, visible_runs
+from ..services.execution import wait_for_run
+from ..services.lifecycle import cancel_run
+from ..services.submission import Submission, submit_run
 from .filters import RunFilter
 from .pagination import RunCursorPagination
 from .parsers import SafeJSONParser
@@ -91,7 +95,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user
             return Run.objects.none()
         return (
-            services.visible_runs(self.request.user)
+            visible_runs(self.request.user)
             .select_related("user", "team")
             .prefetch_related("media")
         )
@@ -125,7 +129,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
                 uploads[name] = (upload.read(), upload.content_type)
         if "input" not in data and not uploads:
             return Response({"input": ["This field is required."]}, status=status.HTTP_400_BAD_REQUEST)
-        submission = services.Submission(
+        submission = Submission(
             model=data["model"],
             input=data.get("input") or {},
             task=data.get("task"),
@@ -139,12 +143,12 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         )
         api_key = request.auth if hasattr(request.auth, "prefix") else None
         try:
-            run, created = services.submit_run(request.user, submission, api_key=api_key)
-        except services.SubmissionError as exc:
+            run, created = submit_run(request.user, submission, api_key=api_key)
+        except SubmissionError as exc:
             return Response(exc.errors, status=exc.status)
         wait = parse_prefer_wait(request.headers.get("Prefer"))
         if wait:
-            run = services.wait_for_run(run.pk, wait)
+            run = wait_for_run(run.pk, wait)
         if wait or not created or uploads or run.input != data["input"]:
             # Re-read only when the row can differ from what we hold: a wait, an
             # idempotent replay, stored media.  The plain 202 path skipped this
@@ -169,8 +173,8 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     def cancel(self, request: Request, pk=None) -> Response:
         run = self.get_object()
         try:
-            run = services.cancel_run(run)
-        except services.AlreadyFinished:
+            run = cancel_run(run)
+        except AlreadyFinished:
             return Response(
                 {"detail": f"Run already finished ({run.status})."}, status=status.HTTP_409_CONFLICT
             )
@@ -202,7 +206,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 class MediaView(APIView):
     @extend_schema(responses={(200, "*/*"): OpenApiResponse(bytes, description="The file, with its content type."), **NOT_FOUND})
     def get(self, request: Request, pk) -> FileResponse:
-        media = get_object_or_404(services.visible_media(request.user), pk=pk)
+        media = get_object_or_404(visible_media(request.user), pk=pk)
         try:
             handle = media.file.open("rb")
         except FileNotFoundError as exc:

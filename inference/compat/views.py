@@ -26,10 +26,17 @@ from django.views.decorators.csrf import csrf_exempt
 
 from .. import catalog
 from ..conf import inference_settings
-from ..exceptions import InferenceConfigurationError, InferenceError, UpstreamTimeoutError
+from ..exceptions import (
+    InferenceConfigurationError,
+    InferenceError,
+    SubmissionError,
+    UpstreamTimeoutError,
+)
 from ..middleware import max_request_bytes
 from ..models import APIKey, Run
-from ..services import execution as services
+from ..services.access import authenticate_api_key
+from ..services.inline import execute_inline, submit_inline
+from ..services.submission import Submission
 from .streaming import iterate_in_thread
 
 logger = logging.getLogger(__name__)
@@ -71,10 +78,10 @@ def bearer_key(request: HttpRequest) -> APIKey | None:
     scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not raw.strip():
         return None
-    return services.authenticate_api_key(raw.strip())
+    return authenticate_api_key(raw.strip())
 
 
-def submission_error(exc: services.SubmissionError) -> JsonResponse:
+def submission_error(exc: SubmissionError) -> JsonResponse:
     fields = list(exc.errors)
     # Field errors are lists of messages; a refusal (budget, throttle) carries a
     # plain "detail" sentence plus scalar facts, which must not be joined as lists.
@@ -120,7 +127,7 @@ def read_body(request: HttpRequest) -> bytes:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         declared = 0
-    too_big = services.SubmissionError({"body": [f"Request body is larger than {limit} bytes."]}, status=413)
+    too_big = SubmissionError({"body": [f"Request body is larger than {limit} bytes."]}, status=413)
     if declared > limit:
         raise too_big
     body = request.read(limit + 1)
@@ -139,7 +146,7 @@ def parse_body(body: bytes, content_type: str | None, task: str | None) -> tuple
         if field and "json" not in (content_type or "").lower():
             return {}, {field: (body, content_type or None)}
     if payload is None:
-        raise services.SubmissionError({"body": ["Request body must be a JSON object."]})
+        raise SubmissionError({"body": ["Request body must be a JSON object."]})
     return payload, {}
 
 
@@ -162,9 +169,9 @@ def run_model(request: HttpRequest, account_id: str, model_name: str) -> HttpRes
         if not body:
             return error(400, MISSING_BODY, "Bad input: request is missing a body")
         payload, uploads = parse_body(body, request.content_type, spec.task if spec else None)
-        run = services.submit_inline(
+        run = submit_inline(
             key.user,
-            services.Submission(
+            Submission(
                 model=model,
                 input=payload,
                 uploads=uploads,
@@ -173,7 +180,7 @@ def run_model(request: HttpRequest, account_id: str, model_name: str) -> HttpRes
             ),
             api_key=key,
         )
-    except services.SubmissionError as exc:
+    except SubmissionError as exc:
         return submission_error(exc)
 
     response = relay(run, asgi=isinstance(request, ASGIRequest))
@@ -185,7 +192,7 @@ def run_model(request: HttpRequest, account_id: str, model_name: str) -> HttpRes
 def relay(run: Run, *, asgi: bool = False) -> HttpResponse:
     """Execute the run now and answer with Cloudflare's own answer."""
     try:
-        execution = services.execute_inline(run)
+        execution = execute_inline(run)
     except InferenceConfigurationError:
         logger.exception("compat run %s: server misconfigured", run.pk)
         return error(500, INTERNAL_ERROR, "Server misconfigured; see its logs")

@@ -6,8 +6,11 @@ import re
 import uuid
 
 from django.conf import settings
+from django.core.files.storage import storages
 from django.db import models
 from django.utils import timezone
+
+from ..conf import inference_settings
 
 
 class Team(models.Model):
@@ -188,6 +191,12 @@ class Run(models.Model):
 _SAFE_EXTENSION = re.compile(r"[a-z0-9]{1,8}")
 
 
+def run_media_storage():
+    """``INFERENCE["MEDIA_STORAGE"]``, read at use time: every process (web,
+    worker, purge) opens run media in the storage it was saved to."""
+    return storages[inference_settings.MEDIA_STORAGE]
+
+
 def media_upload_to(instance: RunMedia, filename: str) -> str:
     # Generated names only: nothing from the upload reaches the file system path.
     # Even the extension (chosen by store_media from the sniffed type) must be a
@@ -212,7 +221,7 @@ class RunMedia(models.Model):
         max_length=16, blank=True, default="",
         help_text="For inputs: how the bytes are sent upstream (uint8 or base64).",
     )
-    file = models.FileField(upload_to=media_upload_to, max_length=300)
+    file = models.FileField(upload_to=media_upload_to, storage=run_media_storage, max_length=300)
     content_type = models.CharField(max_length=100)
     size = models.PositiveBigIntegerField()
     sha256 = models.CharField(max_length=64)

@@ -7,8 +7,8 @@ from django.shortcuts import render
 from django.urls import reverse_lazy
 from django.views.decorators.csrf import ensure_csrf_cookie
 
-from ..api.serializers import RunSerializer
-from ..services import execution as services
+from ..serializers import RunSerializer
+from ..services.access import visible_runs
 from .forms import playground_catalog
 
 HISTORY_SIZE = 25
@@ -19,7 +19,7 @@ HISTORY_SIZE = 25
 def home(request: HttpRequest) -> HttpResponse:
     # The user's own runs (not the team's): this page is a personal scratchpad.
     history = (
-        services.visible_runs(request.user)
+        visible_runs(request.user)
         .filter(user=request.user)
         .select_related("user", "team")
         .prefetch_related("media")

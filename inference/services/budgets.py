@@ -22,6 +22,7 @@ from django.db.models import DecimalField, F, Func, Q, Subquery
 from django.dispatch import Signal
 from django.utils import timezone
 
+from ..exceptions import SubmissionError
 from ..models import (
     Budget,
     Run,
@@ -108,7 +109,6 @@ def reserve(run: Run, estimate: Decimal) -> None:
     """Check every budget of the run's user and team and reserve ``estimate``.
     Must run inside the transaction that inserts ``run``.  Raises
     ``services.SubmissionError`` (402) naming the first budget it would reach."""
-    from .execution import SubmissionError  # services imports this module
 
     budgets = list(
         Budget.objects.select_for_update()

@@ -27,6 +27,7 @@ from typing import Any
 from django.db import transaction
 
 from ..conf import inference_settings
+from ..connections import redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,6 @@ redis.call('PUBLISH', KEYS[2], seq .. '|' .. ARGV[1])
 return seq
 """
 
-_connections: dict[str, Any] = {}
 _scripts: dict[str, Any] = {}
 _lock = threading.Lock()
 
@@ -63,14 +63,10 @@ def get_redis():
     url = inference_settings.REDIS_URL
     if not url:
         return None
-    with _lock:
-        conn = _connections.get(url)
-        if conn is None:
-            import redis
-
-            conn = redis.Redis.from_url(url, socket_connect_timeout=2, health_check_interval=30)
-            _connections[url] = conn
-            _scripts[url] = conn.register_script(_PUBLISH_SCRIPT)
+    conn = redis_client("pubsub")
+    if url not in _scripts:
+        with _lock:
+            _scripts.setdefault(url, conn.register_script(_PUBLISH_SCRIPT))
     return conn
 
 

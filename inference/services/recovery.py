@@ -22,29 +22,19 @@ from django.utils import timezone
 
 from .. import catalog
 from ..conf import inference_settings
+from ..connections import redis_client
+from ..exceptions import DeadlineExceeded
 from ..models import Run, RunStatus
+from ..queue import enqueue_run
+from . import lifecycle
 
 logger = logging.getLogger(__name__)
 
 # --- Redis ----------------------------------------------------------------------
 
-_redis_clients: dict[str, Any] = {}
-_redis_lock = threading.Lock()
-
-
 def get_redis():
-    """A pooled Redis client for INFERENCE['REDIS_URL'], or None without Redis."""
-    url = inference_settings.REDIS_URL
-    if not url:
-        return None
-    with _redis_lock:
-        client = _redis_clients.get(url)
-        if client is None:
-            import redis
-
-            client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
-            _redis_clients[url] = client
-    return client
+    """The pooled Redis client for commands, or None without Redis."""
+    return redis_client("commands")
 
 
 # --- Upstream pacing ------------------------------------------------------------
@@ -149,6 +139,18 @@ def account_paused(account: str | None = None) -> str | None:
     return value.decode() if value else None
 
 
+def pause_refusal(account: str | None = None) -> str | None:
+    """Why a call for this account must not be sent upstream now (the 3036 pause),
+    or None.  The one text the worker and the inline paths refuse with."""
+    paused = account_paused(account)
+    if not paused:
+        return None
+    return (
+        "Not sent upstream: the Cloudflare account's daily allocation is used up (3036); "
+        f"its work is paused until 00:00 UTC. Upstream said: {paused}"
+    )
+
+
 def clear_pause(account: str | None = None) -> None:
     client = get_redis()
     if client is not None:
@@ -156,10 +158,6 @@ def clear_pause(account: str | None = None) -> None:
 
 
 # --- Timeouts -------------------------------------------------------------------
-
-
-class DeadlineExceeded(Exception):
-    pass
 
 
 def upstream_timeout(run: Run) -> tuple[float, float]:
@@ -324,8 +322,6 @@ def _first_time(marker: str, ttl: float) -> bool:
 
 def sweep() -> SweepReport:
     """One pass of the sweeper; safe to run concurrently with itself."""
-    from .execution import announce_finished, enqueue_run, finish_failed
-
     s = inference_settings
     now = timezone.now()
     batch = int(s.SWEEP_BATCH)
@@ -334,15 +330,13 @@ def sweep() -> SweepReport:
     # Running past the deadline: fail, whatever the worker is doing (its finish is
     # conditional on status=running and will find nothing).
     for run in Run.objects.filter(status=RunStatus.RUNNING, deadline_at__lt=now).only("pk", "attempts", "deadline_at")[:batch]:
-        finish_failed(run, run.attempts, code=None, message=deadline_message(run), retryable=False)
+        lifecycle.finish_failed(run, run.attempts, code=None, message=deadline_message(run), retryable=False)
         report.expired += 1
     # Queued past the deadline (e.g. waiting on a paused account's pacing): fail too.
     for run in Run.objects.filter(status=RunStatus.QUEUED, deadline_at__lt=now).only("pk", "deadline_at")[:batch]:
-        if Run.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
-            status=RunStatus.FAILED, completed_at=now, error_message=deadline_message(run), error_retryable=False,
-            reserved_usd=0,  # never sent upstream: release the budget reservation
-        ):
-            announce_finished(Run.objects.only("pk", "webhook").get(pk=run.pk), RunStatus.FAILED)
+        # Never sent upstream: not billed, reservation released, counted in the
+        # rollup once — the same finish as every run failed before its call.
+        if lifecycle.fail_unclaimed(run.pk, 1, code=None, message=deadline_message(run)):
             report.expired += 1
 
     # Queued for too long: the message may be gone (broker flushed or restarted).

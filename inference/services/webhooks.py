@@ -22,12 +22,15 @@ from standardwebhooks.webhooks import Webhook
 
 from .. import __version__ as _version
 from ..conf import inference_settings
+from ..exceptions import WebhookTargetError
 from ..models import (
     Run,
     WebhookDelivery,
     WebhookEvent,
     WebhookSecret,
 )
+from ..queue import enqueue_webhook
+from ..serializers import RunSerializer
 
 logger = logging.getLogger(__name__)
 
@@ -36,10 +39,6 @@ EXCERPT_CHARS = 500
 # Receivers answering these are worth another try; any other 4xx (and 3xx: we
 # never follow redirects) will answer the same again.
 RETRYABLE_STATUSES = {408, 409, 425, 429}
-
-
-class WebhookTargetError(ValueError):
-    """The webhook URL may not be called (bad scheme, unresolvable, or non-public)."""
 
 
 # --- Target checks --------------------------------------------------------------
@@ -139,8 +138,6 @@ def wants(run: Run, event: str) -> bool:
 
 
 def build_payload(run: Run, event: str, result_override: Any = None) -> str:
-    from ..api.serializers import RunSerializer  # the API's shape, built once
-
     data = RunSerializer(run).data
     if result_override is not None:
         data = {**data, "result": result_override}
@@ -175,14 +172,7 @@ def _safe_dispatch(run_id, event: str, result_override: Any = None) -> None:
 
 
 def enqueue(delivery_id: int, countdown: float | None = None) -> None:
-    from ..jobs import deliver_webhook_job
-
-    options: dict[str, Any] = {}
-    if inference_settings.QUEUE:
-        options["queue"] = inference_settings.QUEUE
-    if countdown:
-        options["countdown"] = countdown
-    deliver_webhook_job.apply_async((delivery_id,), **options)
+    enqueue_webhook(delivery_id, countdown)
 
 
 class OutputThrottle:

@@ -11,17 +11,13 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from inference.exceptions import SubmissionError
 from inference.models import Budget, Run, RunStatus, Team, TeamMembership, UsageDaily
-from inference.services import (
-    budgets,
-    pricing,
-)
-from inference.services import (
-    execution as services,
-)
-from inference.services import (
-    recovery as reliability,
-)
+from inference.services import budgets, pricing
+from inference.services import recovery as reliability
+from inference.services.execution import execute_run
+from inference.services.lifecycle import cancel_run
+from inference.services.submission import Submission, submit_run
 from tests.conftest import make_client, uses_postgres
 
 D = Decimal
@@ -32,12 +28,12 @@ ESTIMATE = D("0.000082982")
 
 
 def submit(user, payload=PAYLOAD, model=LLAMA, api_key=None):
-    run, _ = services.submit_run(user, services.Submission(model=model, input=dict(payload)), api_key=api_key, enqueue=False)
+    run, _ = submit_run(user, Submission(model=model, input=dict(payload)), api_key=api_key, enqueue=False)
     return run
 
 
 def execute(run):
-    services.execute_run(run.pk)
+    execute_run(run.pk)
     return Run.objects.get(pk=run.pk)
 
 
@@ -67,7 +63,7 @@ class TestBudgets:
     def test_reaching_the_limit_exactly_is_refused(self, user):
         Budget.objects.create(name="b", user=user, period="day", limit_usd=D("0.001"))
         spend(user, str(D("0.001") - ESTIMATE))  # spent + estimate == limit: reaches it
-        with pytest.raises(services.SubmissionError) as exc:
+        with pytest.raises(SubmissionError) as exc:
             submit(user)
         assert exc.value.status == 402
         UsageDaily.objects.update(cost_usd=D("0.001") - ESTIMATE - D("0.0000000001"))
@@ -79,7 +75,7 @@ class TestBudgets:
         client = make_client(user, team=team)
         assert submit(user).reserved_usd == ESTIMATE  # personal key: no team budget
         assert submit(user, api_key=client.key).team == team  # 0.000083 of 0.0001
-        with pytest.raises(services.SubmissionError) as exc:
+        with pytest.raises(SubmissionError) as exc:
             submit(user, api_key=client.key)  # 2 × 0.000083 would pass the limit
         assert exc.value.status == 402
         assert exc.value.errors["budget"] == "team-total"
@@ -97,7 +93,7 @@ class TestBudgets:
     def test_canceled_run_releases_its_reservation(self, user):
         budget = Budget.objects.create(name="b", user=user, period="month", limit_usd=D("1"))
         run = submit(user)
-        services.cancel_run(run)
+        cancel_run(run)
         assert budgets.spent(budget) == 0
 
     def test_status_highlights_soft_threshold_and_limit(self, user, emulator):
@@ -146,7 +142,7 @@ def test_fifty_parallel_submissions_never_overspend(user):
             barrier.wait()
             submit(user)
             result = "accepted"
-        except services.SubmissionError as exc:
+        except SubmissionError as exc:
             result = f"refused {exc.status}"
         except Exception as exc:  # noqa: BLE001 - reported in the assertion
             result = f"error {exc!r}"

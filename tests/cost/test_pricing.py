@@ -12,8 +12,9 @@ from django.utils import timezone
 
 from inference.emulator.outputs import mp3_bytes
 from inference.models import Price, Run, RunStatus
-from inference.services import execution as services
 from inference.services import pricing
+from inference.services.execution import execute_run
+from inference.services.submission import Submission, submit_run
 
 pytestmark = [pytest.mark.embedded, pytest.mark.django_db]
 
@@ -117,10 +118,10 @@ class TestHandComputed:
 
 
 def submit_and_execute(user, model, payload, uploads=None):
-    run, _ = services.submit_run(
-        user, services.Submission(model=model, input=payload, uploads=uploads or {}), enqueue=False
+    run, _ = submit_run(
+        user, Submission(model=model, input=payload, uploads=uploads or {}), enqueue=False
     )
-    services.execute_run(run.pk)
+    execute_run(run.pk)
     return Run.objects.get(pk=run.pk)
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import pytest
 
 from inference.models import CloudflareAccount, Run, Team
-from inference.services import execution as services
 from inference.services import recovery as reliability
+from inference.services.execution import execute_run
+from inference.services.submission import Submission, submit_run
 
 from ..conftest import ACCOUNT_ID, TEAM_CF_TOKEN, make_client
 
@@ -35,9 +36,9 @@ def teams(user):
 
 
 def run_with(user, key, prompt: str) -> Run:
-    run, _ = services.submit_run(user, services.Submission(model=LLAMA, input={"prompt": prompt}),
+    run, _ = submit_run(user, Submission(model=LLAMA, input={"prompt": prompt}),
                                  api_key=key, enqueue=False)
-    services.execute_run(run.pk)
+    execute_run(run.pk)
     return Run.objects.get(pk=run.pk)
 
 

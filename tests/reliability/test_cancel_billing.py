@@ -9,8 +9,8 @@ import time
 import pytest
 
 from inference.models import Run, RunStatus, UsageDaily
-from inference.services import execution as services
 from inference.services import pricing
+from inference.services.lifecycle import bill_canceled, cancel_run
 
 from .test_faults import LLAMA, submit, wait_until
 
@@ -64,14 +64,14 @@ def test_billed_once_whoever_finishes(user):
     usage = {"prompt_tokens": 10, "completion_tokens": 20}
     cost = pricing.safe_cost_of(run, usage=usage, result={"response": "x", "usage": usage})
     assert cost.usd is not None and cost.usd > 0
-    assert services.bill_canceled(run, 1, usage=usage, cost=cost, upstream_ms=5) is True
-    assert services.bill_canceled(run, 1, usage=usage, cost=cost, upstream_ms=5) is False  # a second finisher
+    assert bill_canceled(run, 1, usage=usage, cost=cost, upstream_ms=5) is True
+    assert bill_canceled(run, 1, usage=usage, cost=cost, upstream_ms=5) is False  # a second finisher
     run.refresh_from_db()
     row = rollup_for(run)
     assert row.runs == 1 and row.cost_usd == cost.usd == run.cost_usd
     assert (row.input_tokens, row.output_tokens) == (10, 20)
     # A run canceled while queued never reached upstream: no cost, no rollup.
     queued = Run.objects.create(user=user, model=LLAMA, task="text-generation", input={"prompt": "hi"})
-    services.cancel_run(queued)
+    cancel_run(queued)
     queued.refresh_from_db()
     assert queued.cost_usd is None and UsageDaily.objects.get().runs == 1

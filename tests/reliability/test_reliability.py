@@ -15,8 +15,8 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from inference.models import Run, RunMedia
-from inference.services import execution as services
 from inference.services import recovery as reliability
+from inference.services.execution import execute_run
 
 from ..conftest import make_client, uses_postgres
 
@@ -233,11 +233,11 @@ class TestSweeper:
             status="running", attempts=1, heartbeat_at=stale,
             deadline_at=timezone.now() + timedelta(minutes=5),
         )
-        services.execute_run(run.pk, 1)  # the redelivered message of the dead attempt
+        execute_run(run.pk, 1)  # the redelivered message of the dead attempt
         run.refresh_from_db()
         assert run.status == "succeeded" and run.attempts == 2
-        services.execute_run(run.pk, 1)  # and again: nothing happens
-        services.execute_run(run.pk, 2)
+        execute_run(run.pk, 1)  # and again: nothing happens
+        execute_run(run.pk, 2)
         assert len([r for r in emulator.requests if "take over" in r["body"]]) == 1
         assert Run.objects.get(pk=run.pk).attempts == 2
 
@@ -246,7 +246,7 @@ class TestSweeper:
             user=user, model=LLAMA, task="text-generation", input={"prompt": "alive"},
             status="running", attempts=1, heartbeat_at=timezone.now(),
         )
-        services.execute_run(run.pk, 1)
+        execute_run(run.pk, 1)
         run.refresh_from_db()
         assert run.status == "running" and run.attempts == 1
         assert [r for r in emulator.requests if "alive" in r["body"]] == []
@@ -257,7 +257,7 @@ class TestSweeper:
             user=user, model=LLAMA, task="text-generation", input={"prompt": "x"},
             status="running", attempts=2, heartbeat_at=timezone.now() - timedelta(minutes=5),
         )
-        services.execute_run(run.pk, 2)
+        execute_run(run.pk, 2)
         run.refresh_from_db()
         assert run.status == "failed" and run.attempts == 2
         assert "was lost" in run.error_message and "MAX_ATTEMPTS=2" in run.error_message
@@ -316,7 +316,7 @@ def test_run_past_its_deadline_is_not_sent(api, user, emulator):
         user=user, model=LLAMA, task="text-generation", input={"prompt": "late"},
         deadline_at=timezone.now() - timedelta(seconds=1),
     )
-    services.execute_run(run.pk, 1)
+    execute_run(run.pk, 1)
     run.refresh_from_db()
     assert run.status == "failed" and "deadline exceeded" in run.error_message.lower()
     # (a slow call of an earlier test may still be logged: look for this prompt only)

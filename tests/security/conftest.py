@@ -13,7 +13,7 @@ from PIL import Image
 from rest_framework.test import APIClient
 
 from inference.models import Run, RunMedia, RunStatus, Team, TeamMembership
-from inference.services import execution as services
+from inference.services.media import store_media
 
 from ..conftest import make_client
 
@@ -84,4 +84,4 @@ def finished_run(world) -> Run:
 
 @pytest.fixture
 def run_media(finished_run) -> RunMedia:
-    return services.store_media(finished_run, RunMedia.Role.OUTPUT, "image", png_bytes(), "image/png")
+    return store_media(finished_run, RunMedia.Role.OUTPUT, "image", png_bytes(), "image/png")

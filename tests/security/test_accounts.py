@@ -13,7 +13,7 @@ from inference import crypto
 from inference.crypto import DecryptionError
 from inference.exceptions import MissingCredentialsError
 from inference.models import CloudflareAccount, Run, Team
-from inference.services import execution as services
+from inference.services.upstream import get_client
 
 from ..conftest import (
     ACCOUNT_ID,
@@ -184,25 +184,25 @@ class TestClientSelection:
     def test_team_run_uses_team_account(self, world):
         make_account(world.team)
         run = world.make_run()
-        client = services.get_client(run)
+        client = get_client(run)
         assert client.account_id == TEAM_ACCOUNT_ID
         assert TEAM_CF_TOKEN not in repr(client)
-        assert services.get_client(team=world.team).account_id == TEAM_ACCOUNT_ID
+        assert get_client(team=world.team).account_id == TEAM_ACCOUNT_ID
 
     def test_run_without_team_uses_default(self, world):
         make_account(world.team)
         run = Run.objects.create(user=world.users["other"], model=LLAMA, task="text-generation", input={})
-        assert services.get_client(run).account_id == ACCOUNT_ID
-        assert services.get_client().account_id == ACCOUNT_ID
+        assert get_client(run).account_id == ACCOUNT_ID
+        assert get_client().account_id == ACCOUNT_ID
 
     def test_inactive_account_falls_back_to_default(self, world):
         make_account(world.team, is_active=False)
-        assert services.get_client(world.make_run()).account_id == ACCOUNT_ID
+        assert get_client(world.make_run()).account_id == ACCOUNT_ID
 
     def test_account_without_credentials_names_it(self, world):
         account = CloudflareAccount.objects.create(team=world.team, account_id="empty")
         with pytest.raises(MissingCredentialsError, match=f"account {account.pk}"):
-            services.get_client(world.make_run())
+            get_client(world.make_run())
 
 
 @pytest.mark.worker

@@ -20,7 +20,7 @@ from inference.redaction import (
     register_secret,
     scrub,
 )
-from inference.services import execution as services
+from inference.services.access import authenticate_api_key, create_api_key, revoke_api_key
 
 from ..conftest import make_client
 from .conftest import LLAMA
@@ -37,26 +37,26 @@ def key_row_text(key: APIKey) -> str:
 @pytest.mark.django_db
 class TestKeys:
     def test_shape_entropy_and_digest_only(self, user):
-        key, raw = services.create_api_key(user, name="k")
+        key, raw = create_api_key(user, name="k")
         assert KEY_RE.match(raw)  # 32 random bytes after the lookup prefix
         row = key_row_text(key)
         secret_part = raw.split("_", 2)[2]  # the secret may itself contain "_"
         assert raw not in row and secret_part not in row
         assert key.hashed_key != raw and len(key.hashed_key) == 64
-        others = {services.create_api_key(user)[1] for _ in range(20)}
+        others = {create_api_key(user)[1] for _ in range(20)}
         assert len(others) == 20
 
     def test_wrong_secret_with_right_prefix_is_refused(self, user):
-        key, raw = services.create_api_key(user)
+        key, raw = create_api_key(user)
         forged = raw[:-4] + ("AAAA" if not raw.endswith("AAAA") else "BBBB")
-        assert services.authenticate_api_key(forged) is None
-        assert services.authenticate_api_key(raw).pk == key.pk
-        assert services.authenticate_api_key("cfai_" + key.prefix) is None
-        assert services.authenticate_api_key("") is None
+        assert authenticate_api_key(forged) is None
+        assert authenticate_api_key(raw).pk == key.pk
+        assert authenticate_api_key("cfai_" + key.prefix) is None
+        assert authenticate_api_key("") is None
 
     def test_revocation_is_immediate(self, api):
         assert api.get("/api/runs/").status_code == 200
-        services.revoke_api_key(api.key)
+        revoke_api_key(api.key)
         response = api.get("/api/runs/")
         assert response.status_code == 401
         assert response["WWW-Authenticate"].startswith("Bearer")
@@ -93,7 +93,7 @@ class TestKeys:
         raw = out.getvalue().strip().splitlines()[-1]
         assert KEY_RE.match(raw) and out.getvalue().count(raw) == 1
         assert raw not in err.getvalue()
-        assert services.authenticate_api_key(raw).name == "cli"
+        assert authenticate_api_key(raw).name == "cli"
 
 
 @pytest.mark.django_db
@@ -106,14 +106,14 @@ class TestAdminShowsKeyOnce:
         assert response.status_code == 200
         page = response.content.decode()
         (raw,) = re.findall(r"cfai_[0-9a-f]{8}_[A-Za-z0-9_\-]{43}", page)
-        key = services.authenticate_api_key(raw)
+        key = authenticate_api_key(raw)
         assert key is not None and key.user == boss
         for url in ("/admin/inference/apikey/", f"/admin/inference/apikey/{key.pk}/change/"):
             again = client.get(url).content.decode()
             assert raw not in again and key.hashed_key not in again
         # The revoke action has immediate effect.
         client.post("/admin/inference/apikey/", {"action": "revoke", "_selected_action": [key.pk]})
-        assert services.authenticate_api_key(raw) is None
+        assert authenticate_api_key(raw) is None
 
 
 class TestScrubFilter:

@@ -97,7 +97,7 @@ multipart_bodies = st.builds(
 @pytest.fixture
 def fuzz_world(world):
     finished = world.make_run()
-    media = __import__("inference.services.execution", fromlist=["store_media"]).store_media(
+    media = __import__("inference.services.media", fromlist=["store_media"]).store_media(
         finished, RunMedia.Role.OUTPUT, "image", png_bytes(), "image/png"
     )
     queued = world.make_run(status=RunStatus.QUEUED)

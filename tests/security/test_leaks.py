@@ -144,14 +144,15 @@ def test_no_secret_appears_anywhere(worker, emulator, caplog, django_user_model,
 
     # Two runs executed in this process too (the real service call the job makes),
     # so their log records pass through caplog, not only the worker's log file.
-    from inference.services import execution as services
+    from inference.services.execution import execute_run
+    from inference.services.submission import Submission, submit_run
 
     for caller, prompt in (("acme", "in-process team run"), ("broken", "in-process rejected")):
-        run, _ = services.submit_run(
-            alice, services.Submission(model=LLAMA, input={"prompt": prompt}),
+        run, _ = submit_run(
+            alice, Submission(model=LLAMA, input={"prompt": prompt}),
             api_key=callers[caller].key, enqueue=False,
         )
-        services.execute_run(run.pk)
+        execute_run(run.pk)
         run_ids.append(str(run.pk))
 
     finished = {run_id: wait_for_status(run_id, timeout=90) for run_id in run_ids}

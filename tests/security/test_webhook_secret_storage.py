@@ -15,8 +15,8 @@ from standardwebhooks.webhooks import Webhook
 
 from inference import crypto
 from inference.models import WebhookSecret
-from inference.services import execution as services
 from inference.services import webhooks
+from inference.services.access import rotate_credentials
 
 SECRET_MIGRATION = ("inference", "0006_webhook_secret_encrypted")
 BEFORE = ("inference", "0005_cost")
@@ -60,7 +60,7 @@ class TestEncryptedAtRest:
         settings.INFERENCE = {**settings.INFERENCE, "ENCRYPTION_KEYS": [new]}  # old key dropped
         row = WebhookSecret.objects.get(pk=secret.pk)
         assert row.secret_ciphertext != before and row.secret == plaintext
-        assert services.rotate_credentials() == 0  # idempotent
+        assert rotate_credentials() == 0  # idempotent
 
 
 @pytest.mark.django_db(transaction=True)

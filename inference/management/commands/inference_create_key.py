@@ -2,7 +2,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from inference.models import Team
-from inference.services.execution import create_api_key
+from inference.services.access import create_api_key
 
 
 class Command(BaseCommand):

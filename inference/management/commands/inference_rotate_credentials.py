@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from inference.crypto import DecryptionError
 from inference.models import CloudflareAccount, WebhookSecret
-from inference.services import execution as services
+from inference.services.access import rotate_credentials
 
 
 class Command(BaseCommand):
@@ -15,7 +15,7 @@ class Command(BaseCommand):
     def handle(self, **options):
         total = CloudflareAccount.objects.count() + WebhookSecret.objects.count()
         try:
-            changed = services.rotate_credentials()
+            changed = rotate_credentials()
         except DecryptionError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(

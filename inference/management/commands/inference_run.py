@@ -15,9 +15,10 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from inference.api.serializers import RunSerializer
+from inference.exceptions import SubmissionError
 from inference.models import Run, RunMedia
-from inference.services import execution as services
+from inference.serializers import RunSerializer
+from inference.services.submission import Submission, submit_run
 
 
 def read_input(value: str) -> dict[str, Any]:
@@ -74,7 +75,7 @@ class Command(BaseCommand):
             except OSError as exc:
                 raise CommandError(f"--file {name}: cannot read {path}: {exc.strerror}") from exc
             uploads[name] = (data, mimetypes.guess_type(path)[0])
-        submission = services.Submission(
+        submission = Submission(
             model=options["model"],
             input=read_input(options["input"]),
             task=options.get("task"),
@@ -82,8 +83,8 @@ class Command(BaseCommand):
             source=Run.Source.CLI,
         )
         try:
-            run, _created = services.submit_run(user, submission)
-        except services.SubmissionError as exc:
+            run, _created = submit_run(user, submission)
+        except SubmissionError as exc:
             problems = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.errors.items())
             raise CommandError(f"Rejected ({exc.status}): {problems}") from exc
         self.stderr.write(f"Submitted run {run.pk} ({run.task}).")

@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from inference.catalog_db import sync_models
 from inference.exceptions import InferenceConfigurationError, InferenceError
-from inference.services.execution import get_client
+from inference.services.upstream import get_client
 
 
 class Command(BaseCommand):
