@@ -10,7 +10,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .models import Run, RunMedia, RunStatus
-from .services.pricing import format_usd
+from .money import format_usd
 
 
 class PrototypeFieldsMixin:

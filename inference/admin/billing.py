@@ -10,8 +10,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from ..models import Budget, Price, UsageDaily
+from ..money import format_usd
 from ..services import budgets
-from ..services.pricing import format_usd
 from . import charts as dashboard
 
 PRICE_FIELDS = ("usd_per_unit", "neurons_per_unit", "per", "unit", "model")

@@ -14,7 +14,7 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from ..models import UsageDaily
-from ..services.pricing import format_usd
+from ..money import format_usd
 
 PALETTE = ["#1565c0", "#ef6c00", "#2e7d32", "#6a1b9a", "#c62828", "#00838f", "#9e9d24", "#757575"]
 TOP_MODELS = 7

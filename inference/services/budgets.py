@@ -29,7 +29,7 @@ from ..models import (
     RunStatus,
     UsageDaily,
 )
-from .pricing import format_usd
+from ..money import format_usd
 
 logger = logging.getLogger(__name__)
 

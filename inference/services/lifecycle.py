@@ -6,7 +6,8 @@ live subscribers and webhooks."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from django.db import transaction
 from django.db.models import F, Func, PositiveIntegerField, Value
@@ -18,10 +19,14 @@ from . import budgets, live, pricing, webhooks
 from . import usage as usage_rollup
 from .media import media_url, store_media
 
-if TYPE_CHECKING:
-    from .upstream import Outcome
-
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    result: Any
+    usage: dict[str, Any] | None
+    media: list[tuple[str, bytes, str]]  # (key, data, content_type)
 
 
 class MillisecondsSince(Func):

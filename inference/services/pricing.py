@@ -28,11 +28,11 @@ from typing import Any
 from django.utils import timezone
 
 from ..catalog import MODELS, Task, Unit
+from ..money import USD_QUANTUM
 
 logger = logging.getLogger(__name__)
 
 USD_PER_NEURON = Decimal("0.011") / Decimal(1000)
-USD_QUANTUM = Decimal("1e-10")
 NEURON_QUANTUM = Decimal("1e-6")
 TILE_SIDE = 512
 # Real text-to-image models default to 1024×1024 when the request names no size.
@@ -79,14 +79,6 @@ class Cost:
 
 def neurons_to_usd(neurons: Decimal) -> Decimal:
     return (Decimal(neurons) * USD_PER_NEURON).quantize(USD_QUANTUM, ROUND_HALF_UP)
-
-
-def format_usd(value: Decimal) -> str:
-    """Plain decimal notation without trailing zeros (``"0.000012"``)."""
-    text = format(value.quantize(USD_QUANTUM), "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text or "0"
 
 
 # --- Prices ---------------------------------------------------------------------

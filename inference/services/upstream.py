@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from django.utils import timezone
@@ -26,6 +25,7 @@ from ..models import CloudflareAccount, Run
 from ..tasks.outputs import BinaryOutputError, extract_binary_outputs, normalize_output
 from . import live, webhooks
 from . import recovery as reliability
+from .lifecycle import Outcome
 
 _clients: dict[tuple, WorkersAIClient] = {}
 _clients_lock = threading.Lock()
@@ -97,13 +97,6 @@ def get_client(run: Run | None = None, *, team=None) -> WorkersAIClient:
 
 def elapsed_ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
-
-
-@dataclass
-class Outcome:
-    result: Any
-    usage: dict[str, Any] | None
-    media: list[tuple[str, bytes, str]]  # (key, data, content_type)
 
 
 def call_upstream(run: Run, payload: dict[str, Any]) -> Outcome:

@@ -84,7 +84,7 @@ def report(rows: QuerySet[UsageDaily], group_by: str, since: date | None, until:
 
 
 def _row(group_by: str | None, key: Any, r: dict[str, Any]) -> dict[str, Any]:
-    from .pricing import format_usd
+    from ..money import format_usd
 
     out: dict[str, Any] = {}
     if group_by is not None:
