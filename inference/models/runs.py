@@ -6,7 +6,7 @@ import re
 import uuid
 
 from django.conf import settings
-from django.core.files.storage import storages
+from django.core.files.storage import Storage, storages
 from django.db import models
 from django.utils import timezone
 
@@ -191,10 +191,68 @@ class Run(models.Model):
 _SAFE_EXTENSION = re.compile(r"[a-z0-9]{1,8}")
 
 
-def run_media_storage():
-    """``INFERENCE["MEDIA_STORAGE"]``, read at use time: every process (web,
-    worker, purge) opens run media in the storage it was saved to."""
-    return storages[inference_settings.MEDIA_STORAGE]
+class RunMediaStorage(Storage):
+    """The storage of ``INFERENCE["MEDIA_STORAGE"]``, looked up on every call.
+    Django evaluates a FileField's storage once, when the model class loads;
+    this proxy makes every process (web, worker, purge) open run media in the
+    alias configured now, so a non-default alias works everywhere."""
+
+    @property
+    def backend(self) -> Storage:
+        return storages[inference_settings.MEDIA_STORAGE]
+
+    def open(self, name, mode="rb"):
+        return self.backend.open(name, mode)
+
+    def save(self, name, content, max_length=None):
+        return self.backend.save(name, content, max_length=max_length)
+
+    def get_valid_name(self, name):
+        return self.backend.get_valid_name(name)
+
+    def get_alternative_name(self, file_root, file_ext):
+        return self.backend.get_alternative_name(file_root, file_ext)
+
+    def get_available_name(self, name, max_length=None):
+        return self.backend.get_available_name(name, max_length=max_length)
+
+    def generate_filename(self, filename):
+        return self.backend.generate_filename(filename)
+
+    def path(self, name):
+        return self.backend.path(name)
+
+    def delete(self, name):
+        return self.backend.delete(name)
+
+    def exists(self, name):
+        return self.backend.exists(name)
+
+    def listdir(self, path):
+        return self.backend.listdir(path)
+
+    def size(self, name):
+        return self.backend.size(name)
+
+    def url(self, name):
+        return self.backend.url(name)
+
+    def get_accessed_time(self, name):
+        return self.backend.get_accessed_time(name)
+
+    def get_created_time(self, name):
+        return self.backend.get_created_time(name)
+
+    def get_modified_time(self, name):
+        return self.backend.get_modified_time(name)
+
+
+_run_media_storage = RunMediaStorage()
+
+
+def run_media_storage() -> Storage:
+    """``RunMedia.file``'s storage (a callable, so migrations do not freeze it)."""
+    return _run_media_storage
 
 
 def media_upload_to(instance: RunMedia, filename: str) -> str:

@@ -11,12 +11,7 @@ from django.core.files.base import ContentFile
 from django.urls import reverse
 
 from ..models import Run, RunMedia
-from ..models.runs import run_media_storage
 from ..tasks.media import MediaInput, encode_for_upstream
-
-# The storage run media lives in: ``RunMedia.file``'s own storage callable.
-media_storage = run_media_storage
-
 
 _EXTENSIONS = {
     "image/png": "png",
