@@ -210,7 +210,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PARSER_CLASSES": [
-        "inference.api.parsers.SafeJSONParser",
+        "inference.parsing.SafeJSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
@@ -218,7 +218,7 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
     # Caller throttling per API key (or user for session auth), counted in the
     # Redis cache; a throttled request gets 429 with Retry-After.
-    "DEFAULT_THROTTLE_CLASSES": ["inference.api.throttling.APIKeyRateThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["inference.throttling.APIKeyRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         # Every API request.
         "inference_key": os.environ.get("CFAI_THROTTLE_RATE", "1200/min"),

@@ -6,8 +6,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .. import catalog
+from .. import parsing as parsers
 from ..serializers import PrototypeFieldsMixin, RunMediaSerializer, RunSerializer  # noqa: F401 (re-used by the API)
-from . import parsers
 
 WEBHOOK_EVENTS = ("start", "output", "completed")
 

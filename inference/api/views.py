@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 from .. import catalog, catalog_db
 from ..exceptions import AlreadyFinished, SubmissionError
 from ..models import Run, RunMedia
+from ..parsing import SafeJSONParser
 from ..services import events
 from ..services.access import visible_media, visible_runs
 from ..services.execution import wait_for_run
@@ -29,7 +30,6 @@ from ..services.lifecycle import cancel_run
 from ..services.submission import Submission, submit_run
 from .filters import RunFilter
 from .pagination import RunCursorPagination
-from .parsers import SafeJSONParser
 from .schema import (
     DETAIL,
     ERROR_RESPONSES,

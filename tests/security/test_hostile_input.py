@@ -9,9 +9,9 @@ import json
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from inference.api.parsers import json_depth
 from inference.middleware import BODY_OVERHEAD, max_request_bytes
 from inference.models import Run, RunMedia, media_upload_to
+from inference.parsing import json_depth
 
 from .conftest import LLAMA, png_bytes
 

@@ -18,7 +18,7 @@ from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
-from ..conf import inference_settings
+from .conf import inference_settings
 
 # A JSON string literal; replaced by "" before counting brackets, so brackets
 # inside strings do not count.
