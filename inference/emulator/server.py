@@ -231,11 +231,12 @@ class _Handler(BaseHTTPRequestHandler):
         if gateway_id is not None:
             # AI Gateway adds these to every answer it proxies.
             extra_headers = {"cf-aig-cache-status": "MISS", "cf-aig-log-id": uuid.uuid4().hex}
+        epoch = self.state.epoch()
 
         def record(status: int | None, model: str, *, auth: str | None, stream: bool = False,
                    fault: str | None = None) -> None:
             self.state.record(model=model, account_id=account_id, gateway_id=gateway_id, auth=auth,
-                              status=status, stream=stream, fault=fault, body=body)
+                              status=status, stream=stream, fault=fault, body=body, epoch=epoch)
 
         # Cloudflare's router rejects an encoded slash before anything else (the
         # cloudflare SDK 5.x encodes model names this way and gets exactly this error).

@@ -102,6 +102,9 @@ class EmulatorState:
         self.markers = MarkerCounter()
         self._log: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_LIMIT)
         self._total = 0
+        # Bumped by reset(): a request that arrived before a reset (a slow answer
+        # still being written for the previous test) is not logged after it.
+        self._epoch = 0
         self._by_model: Counter[str] = Counter()
         self._by_status: Counter[str] = Counter()
         self._faults_injected: Counter[str] = Counter()
@@ -181,6 +184,7 @@ class EmulatorState:
         stream: bool,
         fault: str | None,
         body: bytes,
+        epoch: int | None = None,
     ) -> None:
         entry = {
             "model": model,
@@ -194,12 +198,19 @@ class EmulatorState:
             "body": body[:BODY_LOG_LIMIT * 4].decode("utf-8", errors="replace")[:BODY_LOG_LIMIT],
         }
         with self._lock:
+            if epoch is not None and epoch != self._epoch:
+                return
             self._log.append(entry)
             self._total += 1
             self._by_model[model] += 1
             self._by_status[str(status) if status is not None else "dropped"] += 1
             if fault:
                 self._faults_injected[fault] += 1
+
+    def epoch(self) -> int:
+        """The current log generation: pass it back to ``record`` (see ``reset``)."""
+        with self._lock:
+            return self._epoch
 
     def requests(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -222,6 +233,7 @@ class EmulatorState:
         with self._lock:
             self._config = replace(self._initial, models=dict(self._initial.models))
             self._log.clear()
+            self._epoch += 1
             self._total = 0
             self._by_model.clear()
             self._by_status.clear()

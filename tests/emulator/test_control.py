@@ -77,3 +77,20 @@ def test_reset_restores_constructor_state(emulator, run):
 def test_control_needs_no_auth_and_unknown_is_404(emulator):
     assert _control(emulator, "GET", "health").json() == {"ok": True}
     assert _control(emulator, "GET", "nothing").status_code == 404
+
+
+def test_request_in_flight_across_a_reset_is_not_logged_after_it(emulator, run):
+    """A slow answer still being written when the next test resets must not leak into its log."""
+    import threading
+
+    emulator.add_fault("slow", model=LLAMA, delay_ms=400)
+    worker = threading.Thread(target=run, args=(LLAMA, {"prompt": "slow"}))
+    worker.start()
+    deadline = __import__("time").monotonic() + 5
+    while emulator.state.faults.pending() and __import__("time").monotonic() < deadline:
+        __import__("time").sleep(0.01)
+    emulator.reset()
+    worker.join(10)
+    assert emulator.requests == []
+    run(LLAMA, {"prompt": "after"})
+    assert [json.loads(r["body"])["prompt"] for r in emulator.requests] == ["after"]
