@@ -43,7 +43,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT_ID = "bench-account"
 CF_TOKEN = "bench-upstream-token"
-MODEL = "@cf/meta/llama-3.1-8b-instruct"
+MODEL = "@cf/meta/llama-3.1-8b-instruct-fp8"
 
 
 def free_port() -> int:

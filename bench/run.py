@@ -50,7 +50,7 @@ RESULTS = ROOT / "bench" / "results"
 PYTHON = sys.executable
 BIN = Path(sys.executable).parent
 
-TEXT_MODEL = "@cf/meta/llama-3.1-8b-instruct"
+TEXT_MODEL = "@cf/meta/llama-3.1-8b-instruct-fp8"
 IMAGE_MODEL = "@cf/stabilityai/stable-diffusion-xl-base-1.0"
 # 1664 x 1664 RGB noise: a PNG of ~8.3 MB (noise does not compress).
 IMAGE_SIDE = 1664

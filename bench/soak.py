@@ -40,8 +40,8 @@ ACCOUNT = "soak-account"
 
 # (model, input builder, stream)
 MODELS = [
-    ("@cf/meta/llama-3.1-8b-instruct", lambda text: {"prompt": text, "max_tokens": 8}, False),
-    ("@cf/meta/llama-3.1-8b-instruct", lambda text: {"prompt": text, "max_tokens": 8, "stream": True}, True),
+    ("@cf/meta/llama-3.1-8b-instruct-fp8", lambda text: {"prompt": text, "max_tokens": 8}, False),
+    ("@cf/meta/llama-3.1-8b-instruct-fp8", lambda text: {"prompt": text, "max_tokens": 8, "stream": True}, True),
     ("@cf/huggingface/distilbert-sst-2-int8", lambda text: {"text": text}, False),
     ("@cf/baai/bge-base-en-v1.5", lambda text: {"text": [text]}, False),
 ]

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from inference.emulator.server import EmulatorServer  # noqa: E402
 
-MODEL = "@cf/meta/llama-3.1-8b-instruct"
+MODEL = "@cf/meta/llama-3.1-8b-instruct-fp8"
 ACCOUNT = "bench-account"
 CF_TOKEN = "bench-cf-token"
 

@@ -1,16 +1,21 @@
-"""The model catalog: which task each model runs, what it returns, how it is priced.
+"""The model catalog: which task each model runs, what it takes and returns, how
+it is priced and when it retires.
 
 Data, not branches: code asks the catalog ("what does this model output?") rather
-than testing model names.  The seed below comes from cloudflare-facts.md; the
+than testing model names.  Every entry is built from Cloudflare's own published
+model record (``inference.records``: the snapshot shipped in the package); the
 database table refreshed by ``inference_sync_models`` adds models on top.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Any
+
+from . import records
 
 
 class Task(StrEnum):
@@ -27,6 +32,7 @@ class Task(StrEnum):
     IMAGE_TO_TEXT = "image-to-text"
     IMAGE_TEXT_TO_TEXT = "image-text-to-text"
     MULTIMODAL_EMBEDDINGS = "multimodal-embeddings"
+    VOICE_ACTIVITY_DETECTION = "voice-activity-detection"
 
 
 TASKS: tuple[str, ...] = tuple(t.value for t in Task)
@@ -55,6 +61,21 @@ RATE_LIMITS: dict[str, int] = {
     "translation": 720,
 }
 
+# Per-model limits limits.mdx publishes outside the records (requests per minute).
+MODEL_RATE_LIMITS: dict[str, int] = {
+    "@cf/baai/bge-large-en-v1.5": 1500,
+    "@hf/thebloke/mistral-7b-instruct-v0.1-awq": 400,
+    "@cf/microsoft/phi-2": 720,
+    "@cf/qwen/qwen1.5-0.5b-chat": 1500,
+    "@cf/qwen/qwen1.5-1.8b-chat": 720,
+    "@cf/qwen/qwen1.5-14b-chat-awq": 150,
+    "@cf/tinyllama/tinyllama-1.1b-chat-v1.0": 720,
+    "@cf/moonshotai/kimi-k2.6": 20,
+    "@cf/moonshotai/kimi-k2.7-code": 20,
+    "@cf/zai-org/glm-5.2": 20,
+    "@cf/runwayml/stable-diffusion-v1-5-img2img": 1500,
+}
+
 
 class OutputKind(StrEnum):
     JSON = "json"  # JSON envelope, nothing binary
@@ -66,13 +87,24 @@ class OutputKind(StrEnum):
 
 
 class Unit(StrEnum):
+    """Every unit Cloudflare publishes a price in (see ``records.price_unit``)."""
+
     INPUT_TOKENS = "input_tokens"
     OUTPUT_TOKENS = "output_tokens"
+    CACHED_INPUT_TOKENS = "cached_input_tokens"
     TILE = "tile"  # one 512x512 tile of a generated image
     STEP = "step"  # one diffusion step
+    INPUT_TILE = "input_tile"  # one 512x512 tile of an input image
+    OUTPUT_TILE = "output_tile"  # one 512x512 tile of the generated image
+    INPUT_TILE_STEP = "input_tile_step"  # input tile x diffusion step
+    OUTPUT_TILE_STEP = "output_tile_step"  # output tile x diffusion step
+    FIRST_MEGAPIXEL = "first_megapixel"  # the first megapixel generated (1024x1024)
+    SUBSEQUENT_MEGAPIXEL = "subsequent_megapixel"  # each further generated megapixel
+    INPUT_IMAGE_MEGAPIXEL = "input_image_megapixel"  # each megapixel of input images
     AUDIO_MINUTE = "audio_minute"
     KCHARS = "1k_chars"
     IMAGE = "image"
+    REQUEST = "request"  # one inference request
 
 
 @dataclass(frozen=True)
@@ -105,6 +137,16 @@ class ModelSpec:
     # (inference.tasks.media.MEDIA_FIELDS).  Set on a model whose task has no
     # image field (a vision LLM) it adds an ``image`` media field.
     image_input: str = ""
+    # Cloudflare's own record: draft-07 input/output JSON Schemas and properties.
+    input_schema: dict | None = None
+    output_schema: dict | None = None
+    description: str = ""
+    properties: dict = field(default_factory=dict)
+    retired_on: str | None = None  # YYYY-MM-DD: refused from this day
+    planned_deprecation: str | None = None  # the record's planned_deprecation_date
+    replacement: str | None = None  # what Cloudflare names instead
+    # False: no published price (unknown, never free); True with zero prices: free.
+    price_known: bool = False
 
     @property
     def rate_limit_class(self) -> str:
@@ -118,207 +160,131 @@ class ModelSpec:
     def cost_known(self) -> bool:
         """False for models without a published price: their cost is unknown,
         which is not the same as free (never record $0 for them)."""
-        return bool(self.prices)
+        return bool(self.prices) or self.price_known
+
+    def is_retired(self, today: date | None = None) -> bool:
+        """True from the retirement date on (Cloudflare refuses it from then)."""
+        when = self.retired_on or self.planned_deprecation
+        return bool(when) and (today or date.today()).isoformat() >= when
+
+    def deprecation_pending(self, today: date | None = None) -> str | None:
+        """The retirement date while it is still ahead, else None."""
+        when = self.retired_on or self.planned_deprecation
+        if when and (today or date.today()).isoformat() < when:
+            return when
+        return None
 
     @property
     def rate_limit(self) -> int | None:
-        """Default requests per minute of this model's rate class, if published."""
-        return RATE_LIMITS.get(self.rate_limit_class)
+        """Default requests per minute: the model's own (limits.mdx), else its rate class's."""
+        return MODEL_RATE_LIMITS.get(self.name) or RATE_LIMITS.get(self.rate_limit_class)
 
 
-def _tokens(
-    usd_in: str, neurons_in: str, usd_out: str | None = None, neurons_out: str | None = None
-) -> tuple[PriceSpec, ...]:
-    """Per-million-token prices; one price when input and output are not split."""
-    prices = [PriceSpec(Unit.INPUT_TOKENS, Decimal(usd_in), Decimal(neurons_in), 1_000_000)]
-    if usd_out is not None and neurons_out is not None:
-        prices.append(
-            PriceSpec(Unit.OUTPUT_TOKENS, Decimal(usd_out), Decimal(neurons_out), 1_000_000)
-        )
-    return tuple(prices)
+# Neurons are what Cloudflare bills: $0.011 per 1,000 (pricing.mdx).
+USD_PER_NEURON = Decimal("0.011") / Decimal(1000)
+
+OBJECT = "object"  # a {"body": ..., "contentType": ...} media object (nova-3, smart-turn)
 
 
-def _per(unit: Unit, usd: str, neurons: str, per: int = 1) -> PriceSpec:
-    return PriceSpec(unit, Decimal(usd), Decimal(neurons), per)
+def _variants(schema: Any) -> list[dict[str, Any]]:
+    """A schema's alternatives (oneOf/anyOf), or the schema itself."""
+    if not isinstance(schema, dict):
+        return []
+    alternatives = schema.get("oneOf") or schema.get("anyOf")
+    if alternatives:
+        return [v for alt in alternatives for v in _variants(alt)]
+    return [schema]
 
 
-def _llm(name: str, prices: tuple[PriceSpec, ...] = (), **kw: Any) -> ModelSpec:
-    # Every text-generation model accepts "stream": true.
-    return ModelSpec(name, Task.TEXT_GENERATION, streams=True, prices=prices, **kw)
+def media_encoding(schema: dict | None, field_name: str) -> str:
+    """How the record's input schema takes media field ``field_name``: "uint8" (array
+    of 0-255), "base64" (string), "object" ({body, contentType}) or "" (no such
+    field).  With several forms, a byte array wins, then a string."""
+    forms: list[str] = []
+    for branch in _variants(schema):
+        prop = (branch.get("properties") or {}).get(field_name)
+        for variant in _variants(prop):
+            kind = variant.get("type")
+            if kind == "array":
+                forms.append("uint8")
+            elif kind == "string":
+                forms.append("base64")
+            elif kind == "object":
+                forms.append(OBJECT)
+    for preferred in ("uint8", "base64", OBJECT):
+        if preferred in forms:
+            return preferred
+    return ""
 
 
-# Per-model input limits (cloudflare-facts.md), kept as data.
-_EMBEDDING_BATCH = {"properties": {"text": {"maxItems": 100}}}
-_FLUX_STEPS = {"properties": {"steps": {"type": "integer", "maximum": 8}}}
-# whisper-large-v3-turbo takes the audio as a base64 string, not a byte array.
-_AUDIO_BASE64 = {
-    "properties": {
-        "audio": {
-            "type": "string",
-            "minLength": 1,
-            "description": "The audio file, base64-encoded",
-            "items": None,
-            "minItems": None,
-        }
-    }
-}
+def raw_body_input(schema: dict | None) -> bool:
+    """True when the record accepts the media as the raw request body
+    (``{"type": "string", "format": "binary"}`` at the top)."""
+    return any(v.get("type") == "string" and v.get("format") == "binary" for v in _variants(schema))
 
-T = Task
-MODELS: tuple[ModelSpec, ...] = (
-    # --- text generation (prices: cloudflare-facts.md; others unpublished) ---
-    _llm("@cf/meta/llama-3.1-8b-instruct", _tokens("0.282", "25608", "0.827", "75147")),
-    _llm("@cf/meta/llama-3.1-8b-instruct-fp8-fast", _tokens("0.045", "4119", "0.384", "34868")),
-    _llm("@cf/meta/llama-3.1-8b-instruct-awq"),
-    _llm("@cf/meta/llama-3.2-1b-instruct", _tokens("0.027", "2457", "0.201", "18252")),
-    _llm("@cf/meta/llama-3.2-3b-instruct", _tokens("0.051", "4625", "0.335", "30475")),
-    _llm(
-        "@cf/meta/llama-3.2-11b-vision-instruct",
-        _tokens("0.049", "4410", "0.676", "61493"),
-        image_input="uint8",
-    ),
-    _llm("@cf/meta/llama-3.3-70b-instruct-fp8-fast", _tokens("0.293", "26668", "2.253", "204805")),
-    _llm("@cf/meta/llama-4-scout-17b-16e-instruct"),
-    _llm("@cf/meta/llama-3-8b-instruct"),
-    _llm("@cf/meta/llama-3-8b-instruct-awq"),
-    _llm("@cf/meta/llama-2-7b-chat-fp16"),
-    _llm("@cf/meta/llama-2-7b-chat-int8"),
-    _llm("@cf/meta/llama-guard-3-8b"),
-    _llm("@cf/mistral/mistral-7b-instruct-v0.1", _tokens("0.110", "10000", "0.190", "17300")),
-    _llm("@cf/mistral/mistral-7b-instruct-v0.2-lora", beta=True),
-    _llm("@hf/mistral/mistral-7b-instruct-v0.2", beta=True),
-    _llm("@cf/mistralai/mistral-small-3.1-24b-instruct"),
-    _llm("@hf/google/gemma-7b-it", beta=True),
-    _llm("@cf/google/gemma-3-12b-it"),
-    _llm("@cf/qwen/qwen1.5-0.5b-chat", beta=True),
-    _llm("@cf/qwen/qwen1.5-1.8b-chat", beta=True),
-    _llm("@cf/qwen/qwen1.5-7b-chat-awq", beta=True),
-    _llm("@cf/qwen/qwen1.5-14b-chat-awq", beta=True),
-    _llm("@cf/qwen/qwq-32b"),
-    _llm("@cf/qwen/qwen2.5-coder-32b-instruct"),
-    _llm("@cf/deepseek-ai/deepseek-r1-distill-qwen-32b"),
-    _llm("@cf/openai/gpt-oss-120b", _tokens("0.350", "31818", "0.750", "68182")),
-    _llm("@cf/openai/gpt-oss-20b"),
-    _llm("@hf/nousresearch/hermes-2-pro-mistral-7b", beta=True),
-    _llm("@cf/tinyllama/tinyllama-1.1b-chat-v1.0", beta=True),
-    _llm("@cf/microsoft/phi-2", beta=True),
-    # --- text to image ---
-    ModelSpec(
-        "@cf/black-forest-labs/flux-1-schnell",
-        T.TEXT_TO_IMAGE,
-        OutputKind.BASE64_IMAGE,
-        input_limits=_FLUX_STEPS,
-        prices=(_per(Unit.TILE, "0.0000528", "4.80"), _per(Unit.STEP, "0.0001056", "9.60")),
-    ),
-    ModelSpec("@cf/leonardo/lucid-origin", T.TEXT_TO_IMAGE, OutputKind.BASE64_IMAGE),
-    ModelSpec(
-        "@cf/leonardo/phoenix-1.0",
-        T.TEXT_TO_IMAGE,
-        OutputKind.JPEG_BYTES,
-        prices=(_per(Unit.TILE, "0.005830", "530"), _per(Unit.STEP, "0.000110", "10")),
-    ),
-    ModelSpec(
-        "@cf/stabilityai/stable-diffusion-xl-base-1.0",
-        T.TEXT_TO_IMAGE,
-        OutputKind.PNG_BYTES,
-        beta=True,
-    ),
-    ModelSpec(
-        "@cf/bytedance/stable-diffusion-xl-lightning",
-        T.TEXT_TO_IMAGE,
-        OutputKind.PNG_BYTES,
-        beta=True,
-    ),
-    ModelSpec("@cf/lykon/dreamshaper-8-lcm", T.TEXT_TO_IMAGE, OutputKind.PNG_BYTES, beta=True),
-    ModelSpec(
-        "@cf/runwayml/stable-diffusion-v1-5-img2img",
-        T.TEXT_TO_IMAGE,
-        OutputKind.PNG_BYTES,
-        beta=True,
-    ),
-    ModelSpec(
-        "@cf/runwayml/stable-diffusion-v1-5-inpainting",
-        T.TEXT_TO_IMAGE,
-        OutputKind.PNG_BYTES,
-        beta=True,
-    ),
-    # --- text to speech ---
-    ModelSpec(
-        "@cf/myshell-ai/melotts",
-        T.TEXT_TO_SPEECH,
-        OutputKind.BASE64_AUDIO,
-        prices=(_per(Unit.AUDIO_MINUTE, "0.0002", "18.63"),),
-    ),
-    ModelSpec(
-        "@cf/deepgram/aura-1",
-        T.TEXT_TO_SPEECH,
-        OutputKind.AUDIO_BYTES,
-        prices=(_per(Unit.KCHARS, "0.015", "1363.64"),),
-    ),
-    # --- text embeddings (≤ 100 texts per call) ---
-    ModelSpec(
-        "@cf/baai/bge-small-en-v1.5",
-        T.TEXT_EMBEDDINGS,
-        input_limits=_EMBEDDING_BATCH,
-        prices=_tokens("0.020", "1841"),
-    ),
-    ModelSpec(
-        "@cf/baai/bge-base-en-v1.5",
-        T.TEXT_EMBEDDINGS,
-        input_limits=_EMBEDDING_BATCH,
-        prices=_tokens("0.067", "6058"),
-    ),
-    ModelSpec(
-        "@cf/baai/bge-large-en-v1.5",
-        T.TEXT_EMBEDDINGS,
-        input_limits=_EMBEDDING_BATCH,
-        rate_class="bge-large",
-        prices=_tokens("0.204", "18582"),
-    ),
-    ModelSpec(
-        "@cf/baai/bge-m3",
-        T.TEXT_EMBEDDINGS,
-        input_limits=_EMBEDDING_BATCH,
-        prices=_tokens("0.012", "1075"),
-    ),
-    # --- automatic speech recognition ---
-    ModelSpec(
-        "@cf/openai/whisper",
-        T.AUTOMATIC_SPEECH_RECOGNITION,
-        prices=(_per(Unit.AUDIO_MINUTE, "0.0005", "41.14"),),
-    ),
-    ModelSpec("@cf/openai/whisper-tiny-en", T.AUTOMATIC_SPEECH_RECOGNITION, beta=True),
-    ModelSpec(
-        "@cf/openai/whisper-large-v3-turbo",
-        T.AUTOMATIC_SPEECH_RECOGNITION,
-        audio_input="base64",
-        input_limits=_AUDIO_BASE64,
-        prices=(_per(Unit.AUDIO_MINUTE, "0.0005", "46.63"),),
-    ),
-    # --- classification, detection ---
-    ModelSpec(
-        "@cf/huggingface/distilbert-sst-2-int8",
-        T.TEXT_CLASSIFICATION,
-        prices=_tokens("0.026", "2394"),
-    ),
-    ModelSpec(
-        "@cf/microsoft/resnet-50",
-        T.IMAGE_CLASSIFICATION,
-        prices=(_per(Unit.IMAGE, "2.51", "228055", 1_000_000),),
-    ),
-    ModelSpec("@cf/facebook/detr-resnet-50", T.OBJECT_DETECTION, beta=True),
-    # --- translation, summarization ---
-    ModelSpec(
-        "@cf/meta/m2m100-1.2b",
-        T.TRANSLATION,
-        prices=(
-            _per(Unit.INPUT_TOKENS, "0.342", "31050", 1_000_000),
-            _per(Unit.OUTPUT_TOKENS, "0.342", "31050", 1_000_000),
-        ),
-    ),
-    ModelSpec("@cf/facebook/bart-large-cnn", T.SUMMARIZATION, beta=True),
-    # --- image to text ---
-    ModelSpec("@cf/llava-hf/llava-1.5-7b-hf", T.IMAGE_TO_TEXT, beta=True),
-    ModelSpec("@cf/unum/uform-gen2-qwen-500m", T.IMAGE_TO_TEXT, beta=True),
+
+def multipart_input(schema: dict | None) -> bool:
+    """True for models that only take a multipart form (FLUX.2)."""
+    return any("multipart" in (v.get("required") or ()) or "multipart" in (v.get("properties") or {})
+               for v in _variants(schema))
+
+
+def output_kind_of(schema: dict | None) -> OutputKind:
+    """The output kind from the record's output schema and its ``contentType``:
+    a JSON object with a base64 ``image``/``audio`` string wins over a binary form."""
+    variants = _variants(schema)
+    for v in variants:
+        props = v.get("properties") or {}
+        if v.get("type") == "object" or props:
+            if (props.get("image") or {}).get("type") == "string":
+                return OutputKind.BASE64_IMAGE
+            if (props.get("audio") or {}).get("type") == "string":
+                return OutputKind.BASE64_AUDIO
+    for v in variants:
+        content_type = str(v.get("contentType") or "")
+        if v.get("format") == "binary" or (content_type and "json" not in content_type):
+            if content_type == "image/jpeg":
+                return OutputKind.JPEG_BYTES
+            if content_type.startswith("image/"):
+                return OutputKind.PNG_BYTES
+            if content_type.startswith("audio/"):
+                return OutputKind.AUDIO_BYTES
+    return OutputKind.JSON
+
+
+def _price_spec(price: records.Price) -> PriceSpec:
+    neurons = price.neurons
+    if neurons is None:
+        neurons = (price.usd / USD_PER_NEURON).quantize(Decimal("0.01"), ROUND_HALF_UP)
+    return PriceSpec(Unit(price.unit), price.usd, neurons, price.per)
+
+
+def spec_from_entry(entry: records.Entry) -> ModelSpec:
+    """A catalog entry from Cloudflare's record (``inference.records.Entry``)."""
+    prices = tuple(_price_spec(p) for p in entry.prices or ())
+    return ModelSpec(
+        name=entry.name,
+        task=entry.task,
+        output_kind=output_kind_of(entry.output_schema),
+        streams=entry.streams,
+        audio_input=media_encoding(entry.input_schema, "audio") or "uint8",
+        image_input=media_encoding(entry.input_schema, "image"),
+        rate_class="bge-large" if entry.name == "@cf/baai/bge-large-en-v1.5" else "",
+        prices=prices,
+        beta=entry.beta,
+        input_schema=entry.input_schema,
+        output_schema=entry.output_schema,
+        description=entry.description,
+        properties=dict(entry.properties),
+        retired_on=entry.retired_on,
+        planned_deprecation=entry.planned_deprecation,
+        replacement=entry.replacement,
+        price_known=entry.prices is not None,
+    )
+
+
+MODELS: tuple[ModelSpec, ...] = tuple(
+    spec_from_entry(e) for _, e in sorted(records.snapshot().items())
 )
 
 _BY_NAME: dict[str, ModelSpec] = {m.name: m for m in MODELS}
@@ -329,8 +295,13 @@ def get_model(name: str) -> ModelSpec | None:
     return _BY_NAME.get(name)
 
 
-def models_for_task(task: str) -> list[ModelSpec]:
-    return [m for m in MODELS if m.task == task]
+def current_models() -> list[ModelSpec]:
+    """Every model not retired today."""
+    return [m for m in MODELS if not m.is_retired()]
+
+
+def models_for_task(task: str, *, include_retired: bool = False) -> list[ModelSpec]:
+    return [m for m in MODELS if m.task == task and (include_retired or not m.is_retired())]
 
 
 def rate_limit_for(model: str | None = None, task: str | None = None) -> int | None:

@@ -112,6 +112,11 @@ DEFAULTS: dict[str, Any] = {
     # applies exactly on time.  0 turns the cache off.  Costs of finished runs are
     # always priced from the database.
     "PRICE_CACHE_SECONDS": 30,
+    # A model whose price is unknown (Cloudflare publishes none) is never free to a
+    # budget.  "refuse": refuse its runs when any budget applies to the caller
+    # (402 naming the model); "estimate": reserve UNKNOWN_PRICE_ESTIMATE_USD per run.
+    "UNKNOWN_PRICE_POLICY": "refuse",
+    "UNKNOWN_PRICE_ESTIMATE_USD": "0.01",
 }
 
 

@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 
 from inference.models import Run
 
-LLAMA = "@cf/meta/llama-3.1-8b-instruct"
+LLAMA = "@cf/meta/llama-3.1-8b-instruct-fp8"
 SDXL = "@cf/stabilityai/stable-diffusion-xl-base-1.0"
 
 

@@ -56,11 +56,11 @@ class TestDocument:
     @pytest.mark.parametrize(
         "body, task",
         [
-            ({"model": "@cf/meta/llama-3.1-8b-instruct", "input": {"prompt": "hi"}}, "text-generation"),
+            ({"model": "@cf/meta/llama-3.1-8b-instruct-fp8", "input": {"prompt": "hi"}}, "text-generation"),
             ({"model": "@cf/stabilityai/stable-diffusion-xl-base-1.0", "input": {"prompt": "x"}}, "text-to-image"),
             ({"model": "@cf/acme/custom", "task": "translation",
               "input": {"text": "hi", "target_lang": "fr"}}, "translation"),
-            ({"model": "@cf/meta/llama-3.1-8b-instruct", "task": "text-generation",
+            ({"model": "@cf/meta/llama-3.1-8b-instruct-fp8", "task": "text-generation",
               "input": {"messages": [{"role": "user", "content": "hi"}]}}, "text-generation"),
         ],
     )
@@ -73,9 +73,9 @@ class TestDocument:
         schema = submit_body(document)["application/json"]["schema"]
         validator = jsonschema.Draft202012Validator(schema)
         for body in (
-            {"model": "@cf/meta/llama-3.1-8b-instruct", "input": {"prompt": ""}},  # minLength
+            {"model": "@cf/meta/llama-3.1-8b-instruct-fp8", "input": {"prompt": ""}},  # minLength
             {"model": "@cf/acme/custom", "input": {"prompt": "hi"}},  # unknown model, no task
-            {"model": "@cf/meta/llama-3.1-8b-instruct", "input": {"prompt": "x", "temperature": 9}},
+            {"model": "@cf/meta/llama-3.1-8b-instruct-fp8", "input": {"prompt": "x", "temperature": 9}},
         ):
             assert not validator.is_valid(body), body
 
@@ -138,7 +138,7 @@ class TestFoundByFuzzing:
             ({"input": {"prompt": "ok"}, "metadata": {"k": ["x", "\x00"]}}, "metadata.k[1]"),
             ({"input": {"prompt": "ok", "x\x00": 1}}, "input"),
         ):
-            response = api.post("/api/runs/", {"model": "@cf/meta/llama-3.1-8b-instruct", **body},
+            response = api.post("/api/runs/", {"model": "@cf/meta/llama-3.1-8b-instruct-fp8", **body},
                                 format="json")
             assert response.status_code == 400, response.content
             assert field in response.json(), response.json()

@@ -157,7 +157,7 @@ from inference.services.access import create_api_key
 user = get_user_model().objects.create_user("hostuser", password="pw-hostuser-1")
 _key, raw = create_api_key(user, name="host")
 client = Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
-text = client.post("/api/runs/", {"model": "@cf/meta/llama-3.1-8b-instruct",
+text = client.post("/api/runs/", {"model": "@cf/meta/llama-3.1-8b-instruct-fp8",
                    "input": {"prompt": "Hello from a host site", "max_tokens": 8}},
                    content_type="application/json", HTTP_PREFER="wait=30")
 image = client.post("/api/runs/", {"model": "@cf/stabilityai/stable-diffusion-xl-base-1.0",
@@ -258,7 +258,7 @@ def test_wheel_installs_and_runs_in_a_host_project(host, emulator):
     assert out["playground_status"] == 302  # login first
 
     # The CLI works in the host too, through the same services.
-    cli = _run(host, "manage.py", "inference_run", "@cf/meta/llama-3.1-8b-instruct",
+    cli = _run(host, "manage.py", "inference_run", "@cf/meta/llama-3.1-8b-instruct-fp8",
                "--input", '{"prompt": "hi from the CLI", "max_tokens": 4}', "--wait",
                "--user", "hostuser")
     assert cli.returncode == 0, cli.stderr[-2000:]

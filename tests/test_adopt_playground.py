@@ -17,7 +17,7 @@ from inference.playground.forms import playground_catalog
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-LLAMA = "@cf/meta/llama-3.1-8b-instruct"
+LLAMA = "@cf/meta/llama-3.1-8b-instruct-fp8"
 SDXL = "@cf/stabilityai/stable-diffusion-xl-base-1.0"
 
 

@@ -12,7 +12,7 @@ from inference.models import Run, RunStatus
 from inference.services.lifecycle import claim_attempt
 from inference.services.media import upstream_payload
 
-LLAMA = "@cf/meta/llama-3.1-8b-instruct"
+LLAMA = "@cf/meta/llama-3.1-8b-instruct-fp8"
 
 
 def _queued_run(user, age: timedelta) -> Run:

@@ -52,7 +52,7 @@ class TestSync:
             row = CatalogModel.objects.get(name=name)
             assert (row.task, row.source) == (task, CatalogModel.Source.SYNC)
         assert CatalogModel.objects.get(name=NEW_PAINTER).output_kind == "png"
-        priced = CatalogModel.objects.get(name="@cf/meta/llama-3.1-8b-instruct")
+        priced = CatalogModel.objects.get(name="@cf/meta/llama-3.1-8b-instruct-fp8")
         assert [p["unit"] for p in priced.properties["price"]] == ["per M input tokens", "per M output tokens"]
 
     @pytest.mark.parametrize("per_page", [1000, 5])
@@ -110,8 +110,8 @@ def test_task_slug(name, slug):
 @pytest.mark.django_db
 class TestResolver:
     def test_seed_wins_and_needs_no_database_row(self):
-        spec = resolve_model("@cf/meta/llama-3.1-8b-instruct")
-        assert spec is catalog.get_model("@cf/meta/llama-3.1-8b-instruct")
+        spec = resolve_model("@cf/meta/llama-3.1-8b-instruct-fp8")
+        assert spec is catalog.get_model("@cf/meta/llama-3.1-8b-instruct-fp8")
 
     def test_synced_model_resolves_after_sync(self, upstream_models):
         assert resolve_model(NEW_LLM) is None
@@ -156,7 +156,7 @@ class TestModelsEndpoint:
     def test_lists_the_seed_without_a_sync(self, api):
         body = api.get("/api/models/").json()
         assert body["count"] == len(catalog.MODELS) == len(body["results"])
-        llama = next(m for m in body["results"] if m["name"] == "@cf/meta/llama-3.1-8b-instruct")
+        llama = next(m for m in body["results"] if m["name"] == "@cf/meta/llama-3.1-8b-instruct-fp8")
         assert llama["task"] == "text-generation" and llama["output_kind"] == "json"
         assert llama["pricing_units"] == ["input_tokens", "output_tokens"]
         assert llama["source"] == "seed"

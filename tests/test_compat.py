@@ -18,7 +18,7 @@ from inference.models import Run, RunMedia
 
 from .conftest import ACCOUNT_ID, CF_TOKEN
 
-LLAMA = "@cf/meta/llama-3.1-8b-instruct"
+LLAMA = "@cf/meta/llama-3.1-8b-instruct-fp8"
 SDXL = "@cf/stabilityai/stable-diffusion-xl-base-1.0"
 FLUX = "@cf/black-forest-labs/flux-1-schnell"
 LLAMA_ENCODED = "%40cf%2Fmeta%2Fllama-3.1-8b-instruct"

@@ -15,7 +15,7 @@ from inference.services import live
 
 from .conftest import wait_for_status
 
-LLAMA = "@cf/meta/llama-3.1-8b-instruct"
+LLAMA = "@cf/meta/llama-3.1-8b-instruct-fp8"
 
 
 def parse_sse(lines):

@@ -31,13 +31,13 @@ def client():
 
 
 def test_text_generation_envelope_unwrapped(client):
-    result = client.run("@cf/meta/llama-3.1-8b-instruct", {"prompt": "Say hi", "max_tokens": 8})
+    result = client.run("@cf/meta/llama-3.1-8b-instruct-fp8", {"prompt": "Say hi", "max_tokens": 8})
     assert isinstance(result, JSONResult)
     assert isinstance(result.result["response"], str)
 
 
 def test_stream_carries_usage_in_last_event(client):
-    stream = client.run("@cf/meta/llama-3.1-8b-instruct", {"prompt": "Count to 3", "max_tokens": 16, "stream": True})
+    stream = client.run("@cf/meta/llama-3.1-8b-instruct-fp8", {"prompt": "Count to 3", "max_tokens": 16, "stream": True})
     assert isinstance(stream, StreamResult)
     stream.consume()
     assert stream.done and stream.text

@@ -13,7 +13,7 @@ from django.utils import timezone
 from inference.models import Price, Run
 from inference.services import pricing
 
-LLAMA = "@cf/meta/llama-3.1-8b-instruct"
+LLAMA = "@cf/meta/llama-3.1-8b-instruct-fp8"
 UNPRICED = "@cf/test/perf-unpriced-model"
 
 

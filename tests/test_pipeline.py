@@ -11,7 +11,7 @@ from inference.models import Run, RunMedia
 
 from .conftest import wait_for_status
 
-LLAMA = "@cf/meta/llama-3.1-8b-instruct"
+LLAMA = "@cf/meta/llama-3.1-8b-instruct-fp8"
 SDXL = "@cf/stabilityai/stable-diffusion-xl-base-1.0"
 FLUX = "@cf/black-forest-labs/flux-1-schnell"
 MELO = "@cf/myshell-ai/melotts"

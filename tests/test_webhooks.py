@@ -16,7 +16,7 @@ from inference.services import webhooks
 
 from .conftest import wait_for_status
 
-LLAMA = "@cf/meta/llama-3.1-8b-instruct"
+LLAMA = "@cf/meta/llama-3.1-8b-instruct-fp8"
 
 
 class Receiver:

@@ -108,7 +108,7 @@ SUBMIT_PARAMETERS = [
 
 SUBMIT_EXAMPLES = [
     OpenApiExample("Chat", request_only=True, value={
-        "model": "@cf/meta/llama-3.1-8b-instruct",
+        "model": "@cf/meta/llama-3.1-8b-instruct-fp8",
         "input": {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 64},
     }),
     OpenApiExample("Image", request_only=True, value={

@@ -66,8 +66,15 @@ class PriceSpecSerializer(serializers.Serializer):
     per = serializers.IntegerField()
 
 
+class LifecycleSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["current", "deprecation_pending", "retired", "unknown"])
+    retires_on = serializers.CharField(allow_null=True, help_text="YYYY-MM-DD: refused from this day.")
+    replacement = serializers.CharField(allow_null=True, help_text="The model Cloudflare names instead.")
+
+
 class ModelSpecSerializer(serializers.Serializer):
-    """A catalog entry: name, task, pricing units, output kind."""
+    """A catalog entry: name, task, Cloudflare's input/output schemas and
+    properties, prices, output kind and lifecycle."""
 
     name = serializers.CharField()
     task = serializers.CharField()
@@ -75,9 +82,23 @@ class ModelSpecSerializer(serializers.Serializer):
     streams = serializers.BooleanField()
     rate_limit_class = serializers.CharField()
     beta = serializers.BooleanField()
+    description = serializers.CharField()
     prices = PriceSpecSerializer(many=True)
+    price_known = serializers.BooleanField(
+        source="cost_known", help_text="False: Cloudflare publishes no price (unknown, never $0).",
+    )
     pricing_units = serializers.SerializerMethodField()
     source = serializers.SerializerMethodField()
+    input_schema = serializers.JSONField(allow_null=True, help_text="Cloudflare's draft-07 input schema.")
+    output_schema = serializers.JSONField(allow_null=True, help_text="Cloudflare's output schema.")
+    properties = serializers.JSONField(help_text="Cloudflare's properties (context_window, async_queue, ...).")
+    lifecycle = serializers.SerializerMethodField()
+
+    @extend_schema_field(LifecycleSerializer)
+    def get_lifecycle(self, spec: Any) -> dict[str, Any]:
+        from ..catalog_db import lifecycle
+
+        return lifecycle(getattr(spec, "spec", spec))
 
     @extend_schema_field({"type": "array", "items": {"type": "string"}})
     def get_pricing_units(self, spec: Any) -> list[str]:
@@ -87,13 +108,13 @@ class ModelSpecSerializer(serializers.Serializer):
             return list(units)
         return [str(p.unit) for p in spec.prices]
 
-    @extend_schema_field({"type": "string", "enum": ["seed", "sync"]})
+    @extend_schema_field({"type": "string", "enum": ["snapshot", "sync"]})
     def get_source(self, spec: Any) -> str:
-        return getattr(spec, "source", "seed")
+        return getattr(spec, "source", "snapshot")
 
 
 class ModelListSerializer(serializers.Serializer):
-    """``GET /api/models/``: the seed plus synced models."""
+    """``GET /api/models/``: the shipped snapshot overlaid by synced records."""
 
     count = serializers.IntegerField()
     results = ModelSpecSerializer(many=True)

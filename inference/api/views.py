@@ -160,7 +160,8 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             # queryset is resolved without a query).
             prefetch_related_objects([run], Prefetch("media", queryset=RunMedia.objects.none()))
         body = RunSerializer(run, context={"request": request}).data
-        headers = {"Location": body["urls"]["self"]}
+        headers = {"Location": body["urls"]["self"],
+                   **catalog_db.lifecycle_headers(catalog_db.resolve_model(run.model))}
         if run.is_terminal:
             return Response(body, status=status.HTTP_201_CREATED, headers=headers)
         return Response(body, status=status.HTTP_202_ACCEPTED, headers=headers)
@@ -220,7 +221,10 @@ class MediaView(APIView):
 
 class ModelsView(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("task", str, enum=list(catalog.TASKS))],
+        parameters=[
+            OpenApiParameter("task", str, enum=list(catalog.TASKS)),
+            OpenApiParameter("include_retired", bool, description="Also list retired and delisted models."),
+        ],
         responses={200: ModelListSerializer, 400: ERROR_RESPONSES[400], 401: NOT_FOUND[401]},
     )
     def get(self, request: Request) -> Response:
@@ -230,7 +234,8 @@ class ModelsView(APIView):
                 {"task": [f"Unknown task {task!r}. Valid: {', '.join(catalog.TASKS)}."]},
                 status=status.HTTP_400_BAD_REQUEST,
             )
-        models = catalog_db.list_models(task)  # the seed, then synced models
+        include_retired = request.query_params.get("include_retired", "").lower() in ("1", "true", "yes")
+        models = catalog_db.list_models(task, include_retired=include_retired)
         return Response(
             {"count": len(models), "results": ModelSpecSerializer(models, many=True).data}
         )

@@ -88,7 +88,7 @@ def is_gateway_url(base_url: str) -> bool:
 
 
 def model_path(model: str) -> str:
-    """The model name as literal path segments: ``@cf/meta/llama-3.1-8b-instruct``.
+    """The model name as literal path segments: ``@cf/meta/llama-3.1-8b-instruct-fp8``.
 
     Cloudflare answers 7000 to an encoded ``/``, so ``/`` and ``@`` stay as they are;
     a name that arrives percent-encoded (``%40cf%2Fmeta%2F…``, e.g. from a URL we

@@ -24,7 +24,7 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from .. import catalog
+from ..catalog_db import lifecycle_headers, resolve_model
 from ..conf import inference_settings
 from ..exceptions import (
     InferenceConfigurationError,
@@ -163,7 +163,7 @@ def run_model(request: HttpRequest, account_id: str, model_name: str) -> HttpRes
     # The WSGI/ASGI server has decoded the path once (the SDK's %2F); decode a
     # name that still holds escapes, so the run and upstream see it literal.
     model = unquote(model_name) if "%" in model_name else model_name
-    spec = catalog.get_model(model)
+    spec = resolve_model(model)
     try:
         body = read_body(request)
         if not body:
@@ -186,6 +186,8 @@ def run_model(request: HttpRequest, account_id: str, model_name: str) -> HttpRes
     response = relay(run, asgi=isinstance(request, ASGIRequest))
     # Where the call is recorded, for whoever wants to look it up later.
     response["X-CFAI-Run-Id"] = str(run.pk)
+    for header, value in lifecycle_headers(resolve_model(model)).items():
+        response[header] = value
     return response
 
 

@@ -5,7 +5,7 @@ The default upstream in development and the test double of the suite::
     from inference.emulator import EmulatorServer
 
     with EmulatorServer() as emulator:
-        requests.post(emulator.run_url("acct", "@cf/meta/llama-3.1-8b-instruct"),
+        requests.post(emulator.run_url("acct", "@cf/meta/llama-3.1-8b-instruct-fp8"),
                       headers={"Authorization": "Bearer x"}, json={"prompt": "Hi"})
 
 No Django import here: the emulator must start in any process (tests, Celery

@@ -1,7 +1,7 @@
 """The emulator's model catalog endpoints: ``ai/models/search`` and ``ai/models/schema``.
 
-Built from ``inference.catalog`` (plus models registered at runtime), in the shape
-Cloudflare's search endpoint answers, so ``inference_sync_models`` can be tested
+Built from ``inference.catalog`` (Cloudflare's records, plus models registered at
+runtime), in the shape Cloudflare's search and schema endpoints answer, so ``inference_sync_models`` can be tested
 against the emulator exactly as it runs against Cloudflare.
 """
 
@@ -12,33 +12,22 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from inference import catalog
-from inference.catalog import ModelSpec, OutputKind, Task, Unit
+from inference.catalog import ModelSpec, OutputKind, Task
+from inference.records import TASK_SLUGS, UNIT_LABELS
 
 _NAMESPACE = uuid.UUID("6f0c1f8e-5a0e-4b53-9d7c-6b1f3f0f2a10")
-
-_UNIT_LABELS = {
-    Unit.INPUT_TOKENS: "input tokens",
-    Unit.OUTPUT_TOKENS: "output tokens",
-    Unit.TILE: "512 by 512 tile",
-    Unit.STEP: "step",
-    Unit.AUDIO_MINUTE: "audio minute",
-    Unit.KCHARS: "1k characters",
-    Unit.IMAGE: "image",
-}
-
 
 def catalog_models() -> list[ModelSpec]:
     # MODELS is the catalog's seed tuple; getattr keeps this working if it is renamed.
     return list(getattr(catalog, "MODELS", ()))
 
 
+_TASK_NAMES = {slug: name for name, slug in TASK_SLUGS.items()}
+
+
 def _task_name(slug: str) -> str:
-    return slug.replace("-", " ").title()
-
-
-def _price_unit(unit: Unit, per: int) -> str:
-    scale = {1: "", 1000: "k ", 1_000_000: "M "}.get(per, f"{per} ")
-    return f"per {scale}{_UNIT_LABELS.get(unit, str(unit))}"
+    """Cloudflare's own task name ("Text-to-Image"), or a title-cased slug."""
+    return _TASK_NAMES.get(slug) or slug.replace("-", " ").title()
 
 
 def _author(name: str) -> str:
@@ -47,24 +36,25 @@ def _author(name: str) -> str:
 
 
 def model_item(spec: ModelSpec) -> dict[str, Any]:
-    """One search result, shaped like Cloudflare's."""
+    """One search result, shaped like Cloudflare's record (properties as a list)."""
     task = str(spec.task)
-    properties: list[dict[str, Any]] = [
-        {"property_id": "beta", "value": "true" if spec.beta else "false"},
-        {"property_id": "async_queue", "value": "false"},
-    ]
+    props = dict(spec.properties)
+    props.setdefault("beta", "true" if spec.beta else "false")
+    if spec.planned_deprecation:
+        props["planned_deprecation_date"] = spec.planned_deprecation
+    properties: list[dict[str, Any]] = [{"property_id": k, "value": v} for k, v in props.items()]
     if spec.prices:
         properties.append({
             "property_id": "price",
             "value": [
-                {"unit": _price_unit(p.unit, p.per), "price": float(p.usd), "currency": "USD"}
+                {"unit": UNIT_LABELS.get(str(p.unit), str(p.unit)), "price": float(p.usd), "currency": "USD"}
                 for p in spec.prices
             ],
         })
     return {
         "id": str(uuid.uuid5(_NAMESPACE, spec.name)),
         "name": spec.name,
-        "description": f"{spec.name} ({_task_name(task)}), served by the cfai Workers AI emulator.",
+        "description": spec.description or f"{spec.name} ({_task_name(task)}), served by the cfai Workers AI emulator.",
         "source": 1,
         "task": {
             "id": str(uuid.uuid5(_NAMESPACE, "task:" + task)),
@@ -94,7 +84,7 @@ def search(models: Iterable[ModelSpec], params: Mapping[str, str]) -> tuple[list
     matched = []
     for spec in sorted(models, key=lambda m: m.name):
         slug = str(spec.task)
-        if task and task not in (slug, _task_name(slug).lower()):
+        if task and task not in (slug, _task_name(slug).lower(), slug.replace("-", " ")):
             continue
         if author and _author(spec.name).lower() != author:
             continue
@@ -183,7 +173,9 @@ _SCHEMAS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 
 
 def schema(spec: ModelSpec) -> dict[str, Any]:
-    """``{"input": …, "output": …}`` JSON Schemas for the model's task."""
+    """``{"input": …, "output": …}``: the model's record schemas, else its task's."""
+    if spec.input_schema is not None:
+        return {"input": spec.input_schema, "output": spec.output_schema or {}}
     input_schema, output_schema = _SCHEMAS.get(str(spec.task), ({"type": "object"}, {}))
     if spec.output_kind == OutputKind.JPEG_BYTES:
         output_schema = {"type": "string", "contentMediaType": "image/jpeg", "format": "binary"}

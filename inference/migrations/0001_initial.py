@@ -53,7 +53,7 @@ class Migration(migrations.Migration):
                 ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
                 ('source', models.CharField(choices=[('api', 'REST API'), ('compat', 'Cloudflare-compatible endpoint'), ('cli', 'Command line'), ('admin', 'Admin')], default='api', max_length=16)),
                 ('client_ip', models.GenericIPAddressField(blank=True, null=True)),
-                ('model', models.CharField(help_text='Workers AI model name, e.g. @cf/meta/llama-3.1-8b-instruct.', max_length=200)),
+                ('model', models.CharField(help_text='Workers AI model name, e.g. @cf/meta/llama-3.1-8b-instruct-fp8.', max_length=200)),
                 ('task', models.CharField(max_length=64)),
                 ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('canceled', 'Canceled')], default='queued', max_length=16)),
                 ('stream', models.BooleanField(default=False, help_text='Streamed generation (SSE upstream).')),

@@ -15,7 +15,7 @@ class Migration(migrations.Migration):
             name='CatalogModel',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text='Model id, e.g. @cf/meta/llama-3.1-8b-instruct.', max_length=200, unique=True)),
+                ('name', models.CharField(help_text='Model id, e.g. @cf/meta/llama-3.1-8b-instruct-fp8.', max_length=200, unique=True)),
                 ('task', models.CharField(db_index=True, help_text='Our task slug (text-generation, …).', max_length=64)),
                 ('description', models.TextField(blank=True, default='')),
                 ('output_kind', models.CharField(default='json', help_text='How results come back (json, png, jpeg, base64_image, base64_audio, audio_bytes).', max_length=32)),

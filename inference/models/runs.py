@@ -112,7 +112,7 @@ class Run(models.Model):
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.API)
     client_ip = models.GenericIPAddressField(null=True, blank=True)
 
-    model = models.CharField(max_length=200, help_text="Workers AI model name, e.g. @cf/meta/llama-3.1-8b-instruct.")
+    model = models.CharField(max_length=200, help_text="Workers AI model name, e.g. @cf/meta/llama-3.1-8b-instruct-fp8.")
     task = models.CharField(max_length=64)
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
     stream = models.BooleanField(default=False, help_text="Streamed generation (SSE upstream).")

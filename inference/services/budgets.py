@@ -22,6 +22,7 @@ from django.db.models import DecimalField, F, Func, Q, Subquery
 from django.dispatch import Signal
 from django.utils import timezone
 
+from ..conf import inference_settings
 from ..exceptions import SubmissionError
 from ..models import (
     Budget,
@@ -105,16 +106,35 @@ def status(budget: Budget, now: datetime | None = None) -> tuple[Decimal, str]:
     return amount, "ok"
 
 
-def reserve(run: Run, estimate: Decimal) -> None:
+def reserve(run: Run, estimate: Decimal | None) -> None:
     """Check every budget of the run's user and team and reserve ``estimate``.
     Must run inside the transaction that inserts ``run``.  Raises
-    ``services.SubmissionError`` (402) naming the first budget it would reach."""
+    ``services.SubmissionError`` (402) naming the first budget it would reach.
+
+    ``estimate`` None means the model's price is unknown: never counted as $0.
+    ``UNKNOWN_PRICE_POLICY`` "refuse" refuses the run when any budget applies,
+    "estimate" reserves ``UNKNOWN_PRICE_ESTIMATE_USD`` instead."""
 
     budgets = list(
         Budget.objects.select_for_update()
         .filter(budgets_for(run.user, run.team), active=True)
         .order_by("pk")
     )
+    if estimate is None:
+        if inference_settings.UNKNOWN_PRICE_POLICY == "estimate":
+            estimate = Decimal(str(inference_settings.UNKNOWN_PRICE_ESTIMATE_USD))
+        elif budgets:
+            raise SubmissionError(
+                {
+                    "model": [f"The price of {run.model} is unknown, and budget {budgets[0].name!r} applies: "
+                              "runs of unpriced models are refused under a budget "
+                              "(INFERENCE['UNKNOWN_PRICE_POLICY'])."],
+                    "budget": budgets[0].name,
+                },
+                status=402,
+            )
+        else:
+            estimate = Decimal(0)
     for budget in budgets:
         amount = spent(budget)
         if reaches(amount + estimate, budget.limit_usd):

@@ -65,5 +65,5 @@ def upstream_payload(run: Run) -> dict[str, Any]:
         return payload
     for media in run.media.filter(role=RunMedia.Role.INPUT):
         with media.file.open("rb") as fh:
-            payload[media.field] = encode_for_upstream(fh.read(), media.encoding)
+            payload[media.field] = encode_for_upstream(fh.read(), media.encoding, media.content_type)
     return payload

@@ -89,19 +89,45 @@ def seed_prices(price_model=None) -> int:
     rows, including admin edits and later versions, are left alone)."""
     if price_model is None:
         from ..models import Price as price_model  # noqa: N813
-    effective = _seed_effective_from()
-    existing = set(
-        price_model.objects.filter(effective_from=effective).values_list("model", "unit")
+    return seed_price_list(
+        ((spec.name, p.unit, p.usd, p.neurons, p.per) for spec in MODELS for p in spec.prices),
+        price_model=price_model, note="seed: Cloudflare's model records / pricing.mdx",
     )
-    rows = [
-        price_model(
-            model=spec.name, unit=str(p.unit), usd_per_unit=p.usd, neurons_per_unit=p.neurons,
-            per=p.per, effective_from=effective, note="seed: cloudflare-facts.md",
-        )
-        for spec in MODELS
-        for p in spec.prices
-        if (spec.name, str(p.unit)) not in existing
-    ]
+
+
+# When a shipped snapshot's price differs from the one in force, the new price
+# takes effect from the snapshot's date (runs before it keep the old price).
+SNAPSHOT_EFFECTIVE_FROM = datetime(2026, 10, 1, tzinfo=UTC)
+
+
+def seed_price_list(items, *, price_model=None, note: str, effective_from: datetime | None = None) -> int:
+    """Insert ``(model, unit, usd, neurons, per)`` prices as dated ``Price`` versions.
+
+    A unit with no version yet gets one from the seed date (older runs are priced
+    too); a unit whose newest version differs gets a new version from
+    ``effective_from`` (default: the snapshot's date); an equal one is left alone,
+    as are admin edits made later than it.  Returns how many versions were added."""
+    if price_model is None:
+        from ..models import Price as price_model  # noqa: N813
+    newest: dict[tuple[str, str], Any] = {}
+    for row in price_model.objects.order_by("model", "unit", "-effective_from"):
+        newest.setdefault((row.model, row.unit), row)
+    rows = []
+    for model, unit, usd, neurons, per in items:
+        current = newest.get((model, str(unit)))
+        if current is None:
+            when = _seed_effective_from()
+        elif current.usd_per_unit == usd and current.per == per:
+            continue
+        else:
+            when = effective_from or SNAPSHOT_EFFECTIVE_FROM
+            if current.effective_from >= when:
+                continue  # a later version (an admin edit, a newer sync) stands
+        rows.append(price_model(
+            model=model, unit=str(unit), usd_per_unit=usd, neurons_per_unit=neurons,
+            per=per, effective_from=when, note=note[:200],
+        ))
+        newest[(model, str(unit))] = rows[-1]
     price_model.objects.bulk_create(rows, ignore_conflicts=True)  # sends no post_save
     clear_price_cache()
     return len(rows)
@@ -227,6 +253,26 @@ def tiles(width: int, height: int) -> int:
     return math.ceil(width / TILE_SIDE) * math.ceil(height / TILE_SIDE)
 
 
+MEGAPIXEL = 1024 * 1024
+
+
+def megapixels(width: int, height: int) -> int:
+    """Started megapixels (1024x1024) of a width x height image."""
+    return math.ceil(max(0, width) * max(0, height) / MEGAPIXEL)
+
+
+def cached_input_tokens(usage: dict | None) -> int:
+    """Prompt tokens served from cache: OpenAI's ``prompt_tokens_details.cached_tokens``
+    (or the Responses API's ``input_tokens_details``), else a flat ``cached_tokens``."""
+    if not isinstance(usage, dict):
+        return 0
+    for details in ("prompt_tokens_details", "input_tokens_details"):
+        value = _usage_int(usage.get(details), "cached_tokens")
+        if value is not None:
+            return max(0, value)
+    return max(0, _usage_int(usage, "cached_tokens") or 0)
+
+
 def _int(value: Any, default: int) -> int:
     try:
         return int(value) if value is not None else default
@@ -269,15 +315,23 @@ def measure(
     inputs, outputs = list(inputs), list(outputs)
 
     prompt_tokens = _usage_int(usage, "prompt_tokens")
+    if prompt_tokens is None:  # the Responses API (gpt-oss) names them differently
+        prompt_tokens = _usage_int(usage, "input_tokens")
     if prompt_tokens is None:
         prompt_tokens = estimate_tokens(prompt_text(task, payload))
         guessed[Unit.INPUT_TOKENS] = "input tokens counted locally"
     completion_tokens = _usage_int(usage, "completion_tokens")
     if completion_tokens is None:
+        completion_tokens = _usage_int(usage, "output_tokens")
+    if completion_tokens is None:
         completion_tokens = estimate_tokens(output_text(task, result))
         guessed[Unit.OUTPUT_TOKENS] = "output tokens counted locally"
-    q[Unit.INPUT_TOKENS] = Decimal(prompt_tokens)
+    # Cached prompt tokens are billed at their own price, the rest at the input price.
+    cached_tokens = min(prompt_tokens, cached_input_tokens(usage))
+    q[Unit.INPUT_TOKENS] = Decimal(prompt_tokens - cached_tokens)
+    q[Unit.CACHED_INPUT_TOKENS] = Decimal(cached_tokens)
     q[Unit.OUTPUT_TOKENS] = Decimal(completion_tokens)
+    q[Unit.REQUEST] = Decimal(1)
 
     if task == Task.TEXT_TO_IMAGE:
         width, height = payload.get("width"), payload.get("height")
@@ -286,15 +340,31 @@ def measure(
             size = next((s for s in sizes if s), None)
             if size:
                 width, height = width or size[0], height or size[1]
-        q[Unit.TILE] = Decimal(tiles(_int(width, DEFAULT_IMAGE_SIDE), _int(height, DEFAULT_IMAGE_SIDE)))
-        steps = payload.get("steps", payload.get("num_steps"))
-        q[Unit.STEP] = Decimal(_int(steps, DEFAULT_STEPS.get(model, DEFAULT_STEPS_OTHER)))
+        width, height = _int(width, DEFAULT_IMAGE_SIDE), _int(height, DEFAULT_IMAGE_SIDE)
+        out_tiles = Decimal(tiles(width, height))
+        steps = Decimal(_int(payload.get("steps", payload.get("num_steps")),
+                             DEFAULT_STEPS.get(model, DEFAULT_STEPS_OTHER)))
+        in_sizes = [image_size(data) for _k, data, ctype in inputs if ctype.startswith("image/")]
+        in_tiles = Decimal(sum(tiles(*s) for s in in_sizes if s))
+        q[Unit.TILE] = out_tiles
+        q[Unit.STEP] = steps
+        q[Unit.OUTPUT_TILE] = out_tiles
+        q[Unit.INPUT_TILE] = in_tiles
+        q[Unit.OUTPUT_TILE_STEP] = out_tiles * steps
+        q[Unit.INPUT_TILE_STEP] = in_tiles * steps
+        # Megapixel pricing: the first (1024x1024) generated, each further one
+        # started, and every started megapixel of the input images.
+        out_mp = megapixels(width, height)
+        q[Unit.FIRST_MEGAPIXEL] = Decimal(1) if out_mp else Decimal(0)
+        q[Unit.SUBSEQUENT_MEGAPIXEL] = Decimal(max(0, out_mp - 1))
+        q[Unit.INPUT_IMAGE_MEGAPIXEL] = Decimal(sum(megapixels(*s) for s in in_sizes if s))
 
-    # ASR bills the audio it hears, TTS the audio it speaks.
-    audio_source = inputs if task == Task.AUTOMATIC_SPEECH_RECOGNITION else outputs
+    # ASR and VAD bill the audio they hear, TTS the audio it speaks.
+    hears = task in (Task.AUTOMATIC_SPEECH_RECOGNITION, Task.VOICE_ACTIVITY_DETECTION)
+    audio_source = inputs if hears else outputs
     seconds = Decimal(0)
     for _key, data, ctype in audio_source:
-        if ctype.startswith("audio/") or task == Task.AUTOMATIC_SPEECH_RECOGNITION:
+        if ctype.startswith("audio/") or hears:
             length, guessed_length = audio_seconds(data)
             seconds += length
             if guessed_length:
@@ -340,7 +410,8 @@ def cost_of(
     outputs: Iterable[tuple[str, bytes, str]] = (),
 ) -> Cost:
     """The cost of a finished (or partially finished) run."""
-    inputs = list(stored_inputs(run)) if run.task == Task.AUTOMATIC_SPEECH_RECOGNITION else []
+    reads_inputs = (Task.AUTOMATIC_SPEECH_RECOGNITION, Task.VOICE_ACTIVITY_DETECTION, Task.TEXT_TO_IMAGE)
+    inputs = list(stored_inputs(run)) if run.task in reads_inputs else []
     measured = measure(run.model, run.task, run.input or {}, usage=usage, result=result, inputs=inputs, outputs=outputs)
     reported = usage.get("neurons") if isinstance(usage, dict) else None
     if reported is not None:
@@ -383,9 +454,10 @@ def not_billed(reason: str) -> Cost:
     return Cost(None, None, False, reason, billable=False)
 
 
-def estimate_submission(model: str, task: str, payload: dict[str, Any], media: Iterable[Any] = ()) -> Decimal:
-    """Worst-case cost of a submission, for budget reservations.  Unknown prices
-    estimate at 0: such a run is refused only when the budget is already reached."""
+def estimate_submission(model: str, task: str, payload: dict[str, Any], media: Iterable[Any] = ()) -> Decimal | None:
+    """Worst-case cost of a submission, for budget reservations; None when the
+    model's price is unknown (never $0: see ``budgets.reserve`` and the
+    ``UNKNOWN_PRICE_POLICY`` setting)."""
     inputs = [(m.field, m.data, m.content_type) for m in media]
     max_tokens = _int(payload.get("max_tokens"), DEFAULT_MAX_TOKENS) if task == Task.TEXT_GENERATION else 0
     fake_output: dict[str, Any] = {}
@@ -400,7 +472,7 @@ def estimate_submission(model: str, task: str, payload: dict[str, Any], media: I
         measured.quantities[Unit.AUDIO_MINUTE] = Decimal(chars) / Decimal(6 * 150) + Decimal("0.1")
     # The hot path of every submission: prices from the per-process cache.
     cost = price_quantities(model, measured.quantities, None, guessed={}, cached=True)
-    return cost.usd or Decimal(0)
+    return cost.usd
 
 
 def seed_prices_after_migrate(sender, apps=None, using: str = "default", **kwargs: Any) -> None:

@@ -43,6 +43,12 @@ def resolve_task(model: str, task: str | None) -> str:
     # Seed first, then models learned by inference_sync_models.
     spec = resolve_model(model)
     if spec is not None:
+        if spec.is_retired():
+            instead = f" Cloudflare names {spec.replacement} instead." if spec.replacement else ""
+            raise SubmissionError(
+                {"model": [f"{model} was retired by Cloudflare on "
+                           f"{spec.retired_on or spec.planned_deprecation} and is no longer served.{instead}"]}
+            )
         if task and task != spec.task:
             raise SubmissionError(
                 {"task": [f"Model {model} runs task {spec.task!r}, not {task!r}."]}

@@ -26,7 +26,7 @@ from urllib.parse import unquote_to_bytes
 
 from inference.catalog import TASKS, ModelSpec, get_model
 from inference.tasks.errors import InputValidationError, MediaTooLarge
-from inference.tasks.schemas import AUDIO, BASE64, IMAGE, UINT8, MediaField, media_fields
+from inference.tasks.schemas import AUDIO, BASE64, IMAGE, OBJECT, UINT8, MediaField, media_fields
 from inference.tasks.sniff import AUDIO_TYPES, IMAGE_TYPES, describe, sniff_content_type
 from inference.tasks.validation import validate_input
 
@@ -34,7 +34,9 @@ DEFAULT_MAX_BYTES = 10 * 1024 * 1024  # Cloudflare rejects bodies over ~10 MB an
 
 # What stands in for a file during schema validation: valid for its encoding,
 # tiny.  "AA==" is base64 for one zero byte.
-_PLACEHOLDER: dict[str, Any] = {UINT8: [0], BASE64: "AA=="}
+_PLACEHOLDER: dict[str, Any] = {
+    UINT8: [0], BASE64: "AA==", OBJECT: {"body": {}, "contentType": "application/octet-stream"},
+}
 _KIND_TYPES = {IMAGE: IMAGE_TYPES, AUDIO: AUDIO_TYPES}
 
 
@@ -45,22 +47,27 @@ class MediaInput:
     field: str  # the input field it goes back into
     data: bytes
     content_type: str  # sniffed from the bytes
-    encoding: str  # "uint8" or "base64": how upstream wants it
+    encoding: str  # "uint8", "base64" or "object": how upstream wants it
 
     @property
     def size(self) -> int:
         return len(self.data)
 
-    def encoded(self) -> list[int] | str:
-        return encode_for_upstream(self.data, self.encoding)
+    def encoded(self) -> list[int] | str | dict[str, str]:
+        return encode_for_upstream(self.data, self.encoding, self.content_type)
 
 
-def encode_for_upstream(data: bytes, encoding: str) -> list[int] | str:
-    """``data`` as the model expects it: a list of 0-255 ints or a base64 string."""
+def encode_for_upstream(
+    data: bytes, encoding: str, content_type: str = "application/octet-stream"
+) -> list[int] | str | dict[str, str]:
+    """``data`` as the model's schema takes it: a list of 0-255 ints, a base64
+    string, or a ``{"body": <base64>, "contentType": ...}`` object."""
     if encoding == UINT8:
         return list(data)
     if encoding == BASE64:
         return base64.b64encode(data).decode("ascii")
+    if encoding == OBJECT:
+        return {"body": base64.b64encode(data).decode("ascii"), "contentType": content_type}
     raise ValueError(f"unknown media encoding {encoding!r}")
 
 

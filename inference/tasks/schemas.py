@@ -366,6 +366,9 @@ SHAPES: dict[str, dict[str, Any]] = {
         },
         [],
     ),
+    # No run-endpoint shape is published for VAD (smart-turn): its record's schema
+    # is what validates it; a model outside the catalog gets any object.
+    "VoiceActivityDetection": {"title": "VoiceActivityDetection", "type": "object", "properties": {}},
 }
 
 # Which shapes each task accepts (more than one: the input must match exactly one).
@@ -383,6 +386,7 @@ TASK_SHAPES: dict[str, tuple[str, ...]] = {
     Task.IMAGE_TO_TEXT: ("ImageToText", "ImageToTextBase64"),
     Task.IMAGE_TEXT_TO_TEXT: ("ImageTextToText",),
     Task.MULTIMODAL_EMBEDDINGS: ("MultimodalEmbeddings",),
+    Task.VOICE_ACTIVITY_DETECTION: ("VoiceActivityDetection",),
 }
 TASK_SHAPES = {str(task): shapes for task, shapes in TASK_SHAPES.items()}
 SHAPE_TASKS: dict[str, str] = {s: t for t, shapes in TASK_SHAPES.items() for s in shapes}
@@ -416,11 +420,13 @@ TASK_SCHEMAS: dict[str, dict[str, Any]] = {task: build_schema(task) for task in 
 
 
 def input_schema(task: str, *, model: str | None = None) -> dict[str, Any]:
-    """A fresh copy of the task's input schema (for OpenAPI ``oneOf`` building),
-    with the catalog model's ``input_limits`` merged in when ``model`` is given.
+    """A fresh copy of the input schema: the catalog model's own (its record's)
+    when ``model`` is given and known, else the task's run-endpoint shape(s).
 
     Raises ``KeyError`` for an unknown task."""
     spec = get_model(model) if model else None
+    if spec is not None and spec.input_schema and spec.task == task:
+        return copy.deepcopy(spec.input_schema)
     if spec is not None and spec.input_limits:
         return build_schema(task, spec.input_limits)
     return copy.deepcopy(TASK_SCHEMAS[task])
@@ -432,6 +438,7 @@ IMAGE = "image"
 AUDIO = "audio"
 UINT8 = "uint8"  # JSON array of integers 0-255
 BASE64 = "base64"  # JSON string, standard base64
+OBJECT = "object"  # {"body": <base64>, "contentType": "audio/..."} (nova-3)
 
 
 @dataclass(frozen=True)
@@ -463,6 +470,9 @@ MEDIA_FIELDS: dict[str, tuple[MediaField, ...]] = {
     Task.IMAGE_TO_TEXT.value: (MediaField("image", IMAGE, UINT8, upload="image", per_model=True),),
     Task.IMAGE_TEXT_TO_TEXT.value: (MediaField("image", IMAGE, BASE64, upload="image"),),
     Task.MULTIMODAL_EMBEDDINGS.value: (MediaField("image", IMAGE, BASE64, upload="image"),),
+    Task.VOICE_ACTIVITY_DETECTION.value: (
+        MediaField("audio", AUDIO, BASE64, upload="audio", per_model=True),
+    ),
 }
 
 

@@ -1,7 +1,10 @@
-"""Validate a run's input against its task's schema and its model's limits.
+"""Validate a run's input against its model's own schema (or its task's shape).
 
-One call: ``validate_input(task, payload, model=...)``.  Validators are compiled
-once per (task, model-with-limits) and cached.  Errors come back keyed by field
+One call: ``validate_input(task, payload, model=...)``.  A catalog model is
+checked against the input schema of Cloudflare's record for it (draft-07, every
+alternative included: prompt, messages, Responses ``input``, async ``requests``
+batches, ...); a model outside the catalog against the run-endpoint shape(s) of
+the task the caller names.  Validators are compiled once per model and cached.  Errors come back keyed by field
 path (see ``InputValidationError``) with messages that name the constraint
 ("must be ≤ 2048", "is required", "must be one of: user, assistant, ...").
 
@@ -12,12 +15,13 @@ most plausibly meant, not as jsonschema's wall of text for every branch.
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft7Validator, Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from inference.catalog import TASKS, ModelSpec, get_model
@@ -42,9 +46,62 @@ _TYPE_WORDS = {
 }
 
 
-@lru_cache(maxsize=256)
-def _validator(task: str, model: str | None) -> Draft202012Validator:
+def _object_branches(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    alternatives = schema.get("oneOf") or schema.get("anyOf") or []
+    return [b for b in alternatives if isinstance(b, dict)]
+
+
+def record_schema(input_schema: dict[str, Any]) -> dict[str, Any]:
+    """A record's input schema made fit to validate one input with:
+
+    * ``oneOf`` -> ``anyOf``: Cloudflare's alternatives overlap (a prompt-only
+      body also fits a branch that requires nothing), and Cloudflare runs any
+      input one of them accepts;
+    * an object alternative that requires nothing (the async ``requests`` batch
+      listing only optional fields, embedding ``pooling``-only forms) must then
+      carry at least one of its own properties that no sibling has, so that it
+      does not accept every input (``{"promt": "typo"}``) by itself;
+    * media given as the raw request body (``format: binary``) are not JSON.
+    """
+    schema = copy.deepcopy(input_schema)
+    distinguish_branches(schema)
+    return schema
+
+
+def distinguish_branches(node: Any) -> None:
+    if isinstance(node, list):
+        for item in node:
+            distinguish_branches(item)
+        return
+    if not isinstance(node, dict):
+        return
+    props = node.get("properties")
+    if isinstance(props, dict) and isinstance(props.get("required"), list):
+        # A record slip (flux-2): "required" written inside "properties".
+        node["properties"] = {k: v for k, v in props.items() if k != "required"}
+        node["required"] = sorted({*node.get("required", ()), *props["required"]})
+    for key in ("oneOf", "anyOf"):
+        if key not in node:
+            continue
+        branches = node.pop(key)
+        node["anyOf"] = branches
+        objects = [b for b in branches if isinstance(b, dict) and b.get("properties")]
+        for branch in objects:
+            if branch.get("required"):
+                continue
+            others = {p for o in objects if o is not branch for p in (o.get("properties") or {})}
+            own = [p for p in branch["properties"] if p not in others]
+            if own and len(objects) > 1:
+                branch["anyOf"] = [{"required": [p]} for p in own]
+    for value in node.values():
+        distinguish_branches(value)
+
+
+@lru_cache(maxsize=512)
+def _validator(task: str, model: str | None) -> Draft202012Validator | Draft7Validator:
     spec = get_model(model) if model else None
+    if spec is not None and spec.input_schema:
+        return Draft7Validator(record_schema(spec.input_schema))
     return Draft202012Validator(build_schema(task, spec.input_limits if spec else None))
 
 
@@ -70,7 +127,7 @@ def validate_input(task: str, payload: Any, *, model: str | None = None) -> dict
         raise InputValidationError({WHOLE_INPUT: ["must be an object"]})
 
     candidate = _shorten_byte_arrays(task, spec, payload)
-    key = model if spec is not None and spec.input_limits else None
+    key = model if spec is not None and (spec.input_limits or spec.input_schema) else None
     errors = _validator(task, key).iter_errors(candidate)
     rendered = render_errors(itertools.islice(errors, MAX_ERRORS * 2))
     if rendered:
@@ -268,4 +325,4 @@ def _alternatives(error: ValidationError, out: dict[str, list[str]]) -> None:
     _collect(groups[best], out)
 
 
-__all__ = ["MAX_ERRORS", "render_errors", "render_path", "validate_input"]
+__all__ = ["MAX_ERRORS", "record_schema", "render_errors", "render_path", "validate_input"]

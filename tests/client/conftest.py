@@ -24,7 +24,7 @@ ACCOUNT = "acc123"
 TOKEN = "tok-SECRET-123"
 API = "https://api.cloudflare.com/client/v4"
 RUN = f"{API}/accounts/{ACCOUNT}/ai/run"
-LLAMA = "@cf/meta/llama-3.1-8b-instruct"
+LLAMA = "@cf/meta/llama-3.1-8b-instruct-fp8"
 
 
 def envelope(result: Any = None, *, errors: list | None = None, success: bool = True) -> dict:

@@ -109,7 +109,7 @@ def test_literal_model_path(rsps):
     client = WorkersAIClient(ACCOUNT, api_token=TOKEN)
     client.run(LLAMA, {"prompt": "x"})
     url = rsps.calls[0].request.url
-    assert url == f"{API}/accounts/{ACCOUNT}/ai/run/@cf/meta/llama-3.1-8b-instruct"
+    assert url == f"{API}/accounts/{ACCOUNT}/ai/run/@cf/meta/llama-3.1-8b-instruct-fp8"
     assert "%2F" not in url and "%40" not in url
 
 
@@ -117,7 +117,7 @@ def test_percent_encoded_model_is_unquoted(rsps):
     rsps.post(f"{RUN}/{LLAMA}", json=envelope({"response": "hi"}))
     client = WorkersAIClient(ACCOUNT, api_token=TOKEN)
     client.run("%40cf%2Fmeta%2Fllama-3.1-8b-instruct", {"prompt": "x"})
-    assert rsps.calls[0].request.url.endswith("/ai/run/@cf/meta/llama-3.1-8b-instruct")
+    assert rsps.calls[0].request.url.endswith("/ai/run/@cf/meta/llama-3.1-8b-instruct-fp8")
 
 
 @pytest.mark.parametrize("bad", ["", "  ", "@cf//x", "@cf/../../tokens", "/@cf/x"])

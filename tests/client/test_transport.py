@@ -63,7 +63,7 @@ def test_stream_is_read_incrementally(local_server, chunked):
     assert stream.done is True
     body = json.loads(local_server.seen[0]["body"])
     assert body == {"prompt": "hi", "stream": True}
-    assert local_server.seen[0]["path"].endswith("/ai/run/@cf/meta/llama-3.1-8b-instruct")
+    assert local_server.seen[0]["path"].endswith("/ai/run/@cf/meta/llama-3.1-8b-instruct-fp8")
     assert local_server.seen[0]["headers"]["Authorization"] == f"Bearer {TOKEN}"
 
 

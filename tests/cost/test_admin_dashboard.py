@@ -22,7 +22,7 @@ D = Decimal
 def seed_usage(user, other_user):
     team = Team.objects.create(slug="research", name="Research")
     today = timezone.localdate()
-    models = ["@cf/meta/llama-3.1-8b-instruct", "@cf/black-forest-labs/flux-1-schnell", "@cf/openai/whisper"]
+    models = ["@cf/meta/llama-3.1-8b-instruct-fp8", "@cf/black-forest-labs/flux-1-schnell", "@cf/openai/whisper"]
     for offset in range(10):
         for i, model in enumerate(models):
             UsageDaily.objects.create(

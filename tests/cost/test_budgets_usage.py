@@ -21,7 +21,7 @@ from inference.services.submission import Submission, submit_run
 from tests.conftest import make_client, uses_postgres
 
 D = Decimal
-LLAMA = "@cf/meta/llama-3.1-8b-instruct"
+LLAMA = "@cf/meta/llama-3.1-8b-instruct-fp8"
 PAYLOAD = {"prompt": "hi", "max_tokens": 100}
 # "hi" ≈ 1 token in + 100 tokens out at most: 0.282/1e6 + 100 × 0.827/1e6
 ESTIMATE = D("0.000082982")
@@ -175,7 +175,7 @@ class TestUsage:
         execute(submit(user, {"prompt": "one two three", "max_tokens": 20}))
         execute(submit(user, {"prompt": "four", "max_tokens": 30}, api_key=team_key))
         execute(submit(user, {"text": "a" * 400}, model="@cf/baai/bge-small-en-v1.5"))
-        execute(submit(user, {"input_text": "long " * 20}, model="@cf/facebook/bart-large-cnn"))
+        execute(submit(user, {"prompt": "long " * 20}, model="@cf/meta/llama-3.1-8b-instruct-fast"))
         emulator.add_fault("429_3036", count=1)
         failed = execute(submit(user, {"prompt": "quota", "max_tokens": 20}))
         assert failed.status == RunStatus.FAILED
@@ -200,7 +200,7 @@ class TestUsage:
             assert D(got[model]["usd"]) == row["usd"]
             assert got[model]["failed"] == row["failed"]
             assert got[model]["unknown_cost_runs"] == row["unknown"]
-        assert got["@cf/facebook/bart-large-cnn"]["unknown_cost_runs"] == 1
+        assert got["@cf/meta/llama-3.1-8b-instruct-fast"]["unknown_cost_runs"] == 1
         assert D(body["totals"]["usd"]) == sum(r["usd"] for r in expected.values())
         assert body["totals"]["runs"] == 5
 

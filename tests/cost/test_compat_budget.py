@@ -11,7 +11,7 @@ from django.utils import timezone
 from inference.models import Budget, Run, Team, UsageDaily
 from tests.conftest import ACCOUNT_ID, make_client
 
-LLAMA = "@cf/meta/llama-3.1-8b-instruct"
+LLAMA = "@cf/meta/llama-3.1-8b-instruct-fp8"
 URL = f"/client/v4/accounts/{ACCOUNT_ID}/ai/run/{LLAMA}"
 PAYLOAD = {"prompt": "hi", "max_tokens": 100}
 

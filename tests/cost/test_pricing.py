@@ -27,7 +27,7 @@ def run_of(model: str, task: str, payload: dict, **kw) -> Run:
 
 class TestHandComputed:
     def test_tokens_llama(self):
-        run = run_of("@cf/meta/llama-3.1-8b-instruct", "text-generation", {"prompt": "x"})
+        run = run_of("@cf/meta/llama-3.1-8b-instruct-fp8", "text-generation", {"prompt": "x"})
         cost = pricing.cost_of(run, usage={"prompt_tokens": 1000, "completion_tokens": 500}, result={})
         # 1000 × 0.282/1e6 + 500 × 0.827/1e6 ; 1000 × 25608/1e6 + 500 × 75147/1e6
         assert cost.usd == D("0.0006955")
@@ -83,20 +83,20 @@ class TestHandComputed:
         assert "counted locally" in cost.reason
 
     def test_upstream_neurons_win(self):
-        run = run_of("@cf/meta/llama-3.1-8b-instruct", "text-generation", {"prompt": "x"})
+        run = run_of("@cf/meta/llama-3.1-8b-instruct-fp8", "text-generation", {"prompt": "x"})
         cost = pricing.cost_of(run, usage={"prompt_tokens": 1000, "completion_tokens": 500, "neurons": 1000}, result={})
         assert cost.usd == D("0.011")  # 1,000 neurons at $0.011 per 1,000
         assert cost.neurons == D("1000")
         assert cost.estimated is False
 
     def test_unknown_price_is_null_not_zero(self):
-        run = run_of("@cf/facebook/bart-large-cnn", "summarization", {"input_text": "abc"})
-        cost = pricing.cost_of(run, usage=None, result={"summary": "a"})
+        run = run_of("@cf/meta/llama-3.1-8b-instruct-fast", "text-generation", {"prompt": "abc"})
+        cost = pricing.cost_of(run, usage=None, result={"response": "a"})
         assert cost.usd is None and cost.neurons is None
         assert "No price" in cost.reason
 
     def test_newer_price_version_applies_to_later_runs_only(self):
-        model = "@cf/meta/llama-3.1-8b-instruct"
+        model = "@cf/meta/llama-3.1-8b-instruct-fp8"
         old = Price.objects.get(model=model, unit="input_tokens")
         new = Price.objects.create(model=model, unit="input_tokens", usd_per_unit=D("1"), neurons_per_unit=D("100000"),
                                    per=1_000_000, effective_from=timezone.now() - timedelta(seconds=1))
@@ -129,7 +129,7 @@ class TestThroughThePipeline:
     """Real upstream calls (the emulator over HTTP), executed in-process."""
 
     def test_streamed_run_costs_exactly_the_unstreamed_run(self, user, emulator):
-        model = "@cf/meta/llama-3.1-8b-instruct"
+        model = "@cf/meta/llama-3.1-8b-instruct-fp8"
         messages = [{"role": "user", "content": "Tell me about tiles and neurons"}]
         plain = submit_and_execute(user, model, {"messages": messages, "max_tokens": 40})
         streamed = submit_and_execute(user, model, {"messages": messages, "max_tokens": 40, "stream": True})
@@ -159,14 +159,14 @@ class TestThroughThePipeline:
         assert run.status == RunStatus.SUCCEEDED
         # the emulator's image is 256×256: one tile + 2 steps
         assert body["cost"] == {"usd": "0.000264", "neurons": 24.0, "estimated": False}
-        unknown = submit_and_execute(user, "@cf/facebook/bart-large-cnn", {"input_text": "a long text " * 5})
+        unknown = submit_and_execute(user, "@cf/meta/llama-3.1-8b-instruct-fast", {"prompt": "a long text " * 5})
         assert unknown.status == RunStatus.SUCCEEDED
         assert api.get(f"/api/runs/{unknown.pk}/").json()["cost"] is None
         assert "No price" in unknown.cost_reason
 
     def test_cut_stream_bills_the_partial_output(self, user, emulator):
         emulator.add_fault("cut_stream", count=10)
-        run = submit_and_execute(user, "@cf/meta/llama-3.1-8b-instruct",
+        run = submit_and_execute(user, "@cf/meta/llama-3.1-8b-instruct-fp8",
                                  {"prompt": "hello there", "stream": True, "max_tokens": 30})
         assert run.status == RunStatus.FAILED
         assert run.cost_usd is not None and run.cost_usd > 0

@@ -13,7 +13,7 @@ from inference.emulator import EmulatorServer
 ACCOUNT = "acct-test"
 AUTH = {"Authorization": "Bearer test-token"}
 
-LLAMA = "@cf/meta/llama-3.1-8b-instruct"
+LLAMA = "@cf/meta/llama-3.1-8b-instruct-fp8"
 FLUX = "@cf/black-forest-labs/flux-1-schnell"
 SDXL = "@cf/stabilityai/stable-diffusion-xl-base-1.0"
 PHOENIX = "@cf/leonardo/phoenix-1.0"

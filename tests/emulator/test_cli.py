@@ -31,7 +31,7 @@ def test_command_prints_base_url_and_serves(command):
         assert line.startswith("Workers AI emulator listening: http://127.0.0.1:"), line
         base_url = line.split(": ", 1)[1]
         assert base_url.endswith("/client/v4")
-        url = f"{base_url}/accounts/a/ai/run/@cf/meta/llama-3.1-8b-instruct"
+        url = f"{base_url}/accounts/a/ai/run/@cf/meta/llama-3.1-8b-instruct-fp8"
         ok = requests.post(url, headers={"Authorization": "Bearer T1"}, json={"prompt": "hi"}, timeout=10)
         assert ok.status_code == 200 and ok.json()["success"] is True
         denied = requests.post(url, headers={"Authorization": "Bearer other"}, json={"prompt": "hi"}, timeout=10)

@@ -15,7 +15,7 @@ from inference.services.submission import Submission, submit_run
 
 from ..conftest import ACCOUNT_ID, TEAM_CF_TOKEN, make_client
 
-LLAMA = "@cf/meta/llama-3.1-8b-instruct"
+LLAMA = "@cf/meta/llama-3.1-8b-instruct-fp8"
 ACME = "acme-own-account"
 GLOBEX = "globex-own-account"
 

@@ -15,7 +15,7 @@ from inference.models import Run
 from ..conftest import uses_postgres, wait_for_status
 from .conftest import PACED_BURST_SECONDS, PACED_MODEL
 
-LLAMA = "@cf/meta/llama-3.1-8b-instruct"
+LLAMA = "@cf/meta/llama-3.1-8b-instruct-fp8"
 
 
 def submit(api, model, payload, **extra):

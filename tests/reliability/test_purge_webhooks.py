@@ -13,7 +13,7 @@ from django.utils import timezone
 from inference.models import Run, UsageDaily, WebhookDelivery
 from inference.services import webhooks
 
-LLAMA = "@cf/meta/llama-3.1-8b-instruct"
+LLAMA = "@cf/meta/llama-3.1-8b-instruct-fp8"
 
 
 def old_run(user, *, days_old: int, status: str = "succeeded") -> Run:

@@ -20,7 +20,7 @@ from inference.services.execution import execute_run
 
 from ..conftest import make_client, uses_postgres
 
-LLAMA = "@cf/meta/llama-3.1-8b-instruct"
+LLAMA = "@cf/meta/llama-3.1-8b-instruct-fp8"
 BODY = {"model": LLAMA, "input": {"prompt": "idempotent"}}
 
 

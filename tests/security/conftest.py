@@ -18,7 +18,7 @@ from inference.services.media import store_media
 from ..conftest import make_client
 
 ROLES = ("anonymous", "other", "owner", "member", "team_admin", "staff")
-LLAMA = "@cf/meta/llama-3.1-8b-instruct"
+LLAMA = "@cf/meta/llama-3.1-8b-instruct-fp8"
 
 
 def png_bytes(size: int = 8) -> bytes:

@@ -30,7 +30,7 @@ from ..conftest import (
 )
 from ..test_webhooks import Receiver, verify
 
-LLAMA = "@cf/meta/llama-3.1-8b-instruct"
+LLAMA = "@cf/meta/llama-3.1-8b-instruct-fp8"
 SDXL = "@cf/stabilityai/stable-diffusion-xl-base-1.0"
 # A token the emulator refuses: the run fails with an auth error, and the token
 # must not end up in the error message either.

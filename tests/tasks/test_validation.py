@@ -123,6 +123,9 @@ EDGES = [
     ids=[f"{e[3]}-{e[1].rsplit('/', 1)[-1]}" for e in EDGES],
 )
 def test_bounds_at_edges(task, model, base, field, ok, bad, fragment):
+    # The run-endpoint shape's bounds (a model outside the catalog); flux's own
+    # record carries its steps bound.
+    model = model if model == FLUX else None
     for value in ok:
         validate_input(task, {**base, field: value}, model=model)
     for value in bad:

@@ -49,7 +49,7 @@ class Command(BaseCommand):
     help = "Submit a Workers AI run; with --wait, show progress and print the finished run."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("model", help="Model name, e.g. @cf/meta/llama-3.1-8b-instruct.")
+        parser.add_argument("model", help="Model name, e.g. @cf/meta/llama-3.1-8b-instruct-fp8.")
         parser.add_argument("--input", required=True, help="The model input: JSON text, or @file.json.")
         parser.add_argument("--task", help="Task slug; needed only for models outside the catalog.")
         parser.add_argument(
