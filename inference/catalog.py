@@ -229,9 +229,20 @@ def multipart_input(schema: dict | None) -> bool:
                for v in _variants(schema))
 
 
-def output_kind_of(schema: dict | None) -> OutputKind:
+# A record without an output schema (a search-only listing): what the task's
+# models return.  Safe for the binary kinds: the output helpers accept both raw
+# bytes and base64-in-JSON for every binary kind.
+_TASK_OUTPUT_KIND: dict[str, OutputKind] = {
+    "text-to-image": OutputKind.PNG_BYTES,
+    "text-to-speech": OutputKind.BASE64_AUDIO,
+}
+
+
+def output_kind_of(schema: dict | None, task: str = "") -> OutputKind:
     """The output kind from the record's output schema and its ``contentType``:
     a JSON object with a base64 ``image``/``audio`` string wins over a binary form."""
+    if not schema:
+        return _TASK_OUTPUT_KIND.get(task, OutputKind.JSON)
     variants = _variants(schema)
     for v in variants:
         props = v.get("properties") or {}
@@ -241,7 +252,7 @@ def output_kind_of(schema: dict | None) -> OutputKind:
             if (props.get("audio") or {}).get("type") == "string":
                 return OutputKind.BASE64_AUDIO
     for v in variants:
-        content_type = str(v.get("contentType") or "")
+        content_type = str(v.get("contentType") or v.get("contentMediaType") or "")
         if v.get("format") == "binary" or (content_type and "json" not in content_type):
             if content_type == "image/jpeg":
                 return OutputKind.JPEG_BYTES
@@ -265,7 +276,7 @@ def spec_from_entry(entry: records.Entry) -> ModelSpec:
     return ModelSpec(
         name=entry.name,
         task=entry.task,
-        output_kind=output_kind_of(entry.output_schema),
+        output_kind=output_kind_of(entry.output_schema, entry.task),
         streams=entry.streams,
         audio_input=media_encoding(entry.input_schema, "audio") or "uint8",
         image_input=media_encoding(entry.input_schema, "image"),

@@ -9,7 +9,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from inference import catalog
-from inference.catalog_db import resolve_model, sync_models, task_slug
+from inference.catalog_db import resolve_model, task_slug
+from inference.services.catalog_sync import sync_models
 from inference.models import CatalogModel, Run
 
 from .conftest import wait_for_status
@@ -37,12 +38,13 @@ def sync(**options) -> str:
 @pytest.mark.django_db
 class TestSync:
     def test_every_page_is_read_and_tasks_mapped(self, upstream_models):
-        total = len(catalog.MODELS) + len(EXTRA)
-        # 7 per page: 9 pages, the last one short.
+        # Cloudflare lists current models only (retired ones are the snapshot's).
+        total = len(catalog.current_models()) + len(EXTRA)
+        # 7 per page: the last page short.
         output = sync(per_page=7)
         assert f"{total} models listed: {total} new" in output
         assert CatalogModel.objects.count() == total
-        for spec in catalog.MODELS:
+        for spec in catalog.current_models():
             row = CatalogModel.objects.get(name=spec.name)
             assert row.task == spec.task  # "Text To Image" → text-to-image, …
             assert row.source == CatalogModel.Source.SEED
@@ -53,7 +55,9 @@ class TestSync:
             assert (row.task, row.source) == (task, CatalogModel.Source.SYNC)
         assert CatalogModel.objects.get(name=NEW_PAINTER).output_kind == "png"
         priced = CatalogModel.objects.get(name="@cf/meta/llama-3.1-8b-instruct-fp8")
-        assert [p["unit"] for p in priced.properties["price"]] == ["per M input tokens", "per M output tokens"]
+        assert [(p["unit"], p["usd"]) for p in priced.prices] == [("input_tokens", "0.152"), ("output_tokens", "0.287")]
+        # The whole record is stored: the schemas from /ai/models/schema too.
+        assert priced.input_schema == catalog.get_model(priced.name).input_schema
 
     @pytest.mark.parametrize("per_page", [1000, 5])
     def test_rerun_is_idempotent(self, upstream_models, per_page):
@@ -153,20 +157,30 @@ def test_synced_models_run_end_to_end_without_task(api, worker, emulator, upstre
 @pytest.mark.embedded
 @pytest.mark.django_db
 class TestModelsEndpoint:
-    def test_lists_the_seed_without_a_sync(self, api):
+    def test_lists_the_current_snapshot_without_a_sync(self, api):
         body = api.get("/api/models/").json()
-        assert body["count"] == len(catalog.MODELS) == len(body["results"])
+        assert body["count"] == len(catalog.current_models()) == len(body["results"]) >= 70
         llama = next(m for m in body["results"] if m["name"] == "@cf/meta/llama-3.1-8b-instruct-fp8")
         assert llama["task"] == "text-generation" and llama["output_kind"] == "json"
         assert llama["pricing_units"] == ["input_tokens", "output_tokens"]
-        assert llama["source"] == "seed"
+        assert llama["source"] == "snapshot" and llama["price_known"] is True
+        assert llama["input_schema"] == catalog.get_model(llama["name"]).input_schema
+        assert llama["lifecycle"] == {"status": "current", "retires_on": None, "replacement": None}
+        assert "@cf/meta/llama-3.1-8b-instruct" not in {m["name"] for m in body["results"]}
+        retired = api.get("/api/models/", {"include_retired": "true"}).json()
+        assert retired["count"] == len(catalog.MODELS)
+        old = next(m for m in retired["results"] if m["name"] == "@cf/meta/llama-3.1-8b-instruct")
+        assert old["lifecycle"] == {"status": "retired", "retires_on": "2026-05-30",
+                                    "replacement": "@cf/zai-org/glm-4.7-flash"}
+        unpriced = next(m for m in body["results"] if m["name"] == "@cf/meta/llama-3.1-8b-instruct-fast")
+        assert unpriced["price_known"] is False and unpriced["prices"] == []
         flux = next(m for m in body["results"] if m["name"] == "@cf/black-forest-labs/flux-1-schnell")
         assert flux["output_kind"] == "base64_image" and flux["pricing_units"] == ["tile", "step"]
 
     def test_lists_seed_and_synced_with_a_task_filter(self, api, upstream_models):
         sync()
         body = api.get("/api/models/").json()
-        assert body["count"] == len(catalog.MODELS) + len(EXTRA)
+        assert body["count"] == len(catalog.current_models()) + len(EXTRA)
         names = [m["name"] for m in body["results"]]
         assert names == sorted(names) and len(set(names)) == len(names)
         body = api.get("/api/models/", {"task": "text-to-image"}).json()

@@ -18,8 +18,8 @@ from inference.records import TASK_SLUGS, UNIT_LABELS
 _NAMESPACE = uuid.UUID("6f0c1f8e-5a0e-4b53-9d7c-6b1f3f0f2a10")
 
 def catalog_models() -> list[ModelSpec]:
-    # MODELS is the catalog's seed tuple; getattr keeps this working if it is renamed.
-    return list(getattr(catalog, "MODELS", ()))
+    """What Cloudflare lists: the current models (retired ones are no longer served)."""
+    return catalog.current_models()
 
 
 _TASK_NAMES = {slug: name for name, slug in TASK_SLUGS.items()}

@@ -20,6 +20,7 @@ from typing import Any
 from django.utils import timezone
 
 from .. import catalog, records
+from ..catalog_db import task_slug as catalog_task_slug
 from .pricing import seed_price_list
 
 logger = logging.getLogger(__name__)
@@ -117,7 +118,13 @@ def sync_models(
     """Sync search results ``items`` (Cloudflare's shape), with each model's
     ``{"input": ..., "output": ...}`` from ``schemas`` when fetched."""
     entries = []
+    skipped = []
     for item in items:
+        task = item.get("task")
+        task_name = str(task.get("name", "") if isinstance(task, dict) else task or "")
+        if catalog_task_slug(task_name) is None:
+            skipped.append(f"{item.get('name')} ({task_name})")
+            continue
         record = dict(item)
         if schemas and item.get("name") in schemas:
             record["schema"] = schemas[item["name"]]
@@ -125,7 +132,10 @@ def sync_models(
             entries.append(records.parse_record(record))
         except (KeyError, TypeError, ValueError) as exc:
             logger.warning("skipping an unreadable model record: %s", exc)
-    return sync_entries(entries, complete=complete)
+    report = sync_entries(entries, complete=complete)
+    report.seen += len(skipped)
+    report.skipped += skipped
+    return report
 
 
 def sync_from_path(path: str | Path) -> SyncReport:

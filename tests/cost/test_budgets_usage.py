@@ -23,8 +23,8 @@ from tests.conftest import make_client, uses_postgres
 D = Decimal
 LLAMA = "@cf/meta/llama-3.1-8b-instruct-fp8"
 PAYLOAD = {"prompt": "hi", "max_tokens": 100}
-# "hi" ≈ 1 token in + 100 tokens out at most: 0.282/1e6 + 100 × 0.827/1e6
-ESTIMATE = D("0.000082982")
+# "hi" ≈ 1 token in + 100 tokens out at most: 0.152/1e6 + 100 × 0.287/1e6 (pricing.mdx)
+ESTIMATE = D("0.000028852")
 
 
 def submit(user, payload=PAYLOAD, model=LLAMA, api_key=None):
@@ -50,12 +50,12 @@ class TestBudgets:
 
     def test_refused_with_402_naming_the_budget_nothing_stored(self, api, user, emulator):
         Budget.objects.create(name="alice-monthly", user=user, period="month", limit_usd=D("0.01"))
-        spend(user, "0.00995")
+        spend(user, "0.00998")
         response = api.post("/api/runs/", {"model": LLAMA, "input": PAYLOAD}, format="json")
         assert response.status_code == 402
         body = response.json()
         assert body["budget"] == "alice-monthly"
-        assert body["limit"] == "0.01" and body["spent"] == "0.00995"
+        assert body["limit"] == "0.01" and body["spent"] == "0.00998"
         assert "alice-monthly" in body["detail"]
         assert Run.objects.count() == 0
         assert len(emulator.requests) == 0
@@ -71,12 +71,12 @@ class TestBudgets:
 
     def test_team_budget_applies_to_runs_with_a_team_key(self, user):
         team = Team.objects.create(slug="research", name="Research")
-        Budget.objects.create(name="team-total", team=team, period="total", limit_usd=D("0.0001"))
+        Budget.objects.create(name="team-total", team=team, period="total", limit_usd=D("0.00005"))
         client = make_client(user, team=team)
         assert submit(user).reserved_usd == ESTIMATE  # personal key: no team budget
-        assert submit(user, api_key=client.key).team == team  # 0.000083 of 0.0001
+        assert submit(user, api_key=client.key).team == team  # 0.0000289 of 0.00005
         with pytest.raises(SubmissionError) as exc:
-            submit(user, api_key=client.key)  # 2 × 0.000083 would pass the limit
+            submit(user, api_key=client.key)  # 2 × 0.0000289 would pass the limit
         assert exc.value.status == 402
         assert exc.value.errors["budget"] == "team-total"
 

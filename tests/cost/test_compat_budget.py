@@ -35,7 +35,7 @@ def assert_budget_envelope(response, budget_name: str) -> None:
 
 def test_over_budget_user_gets_402_envelope_and_upstream_nothing(api, user, emulator):
     Budget.objects.create(name="alice-monthly", user=user, period="month", limit_usd=Decimal("0.01"))
-    spend(user, "0.00995")
+    spend(user, "0.00998")
     response = api.post(URL, PAYLOAD, format="json")
     assert_budget_envelope(response, "alice-monthly")
     assert "X-CFAI-Run-Id" not in response

@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from inference import catalog
 from inference.emulator.outputs import mp3_bytes
 from inference.models import Price, Run, RunStatus
 from inference.services import pricing
@@ -29,9 +30,9 @@ class TestHandComputed:
     def test_tokens_llama(self):
         run = run_of("@cf/meta/llama-3.1-8b-instruct-fp8", "text-generation", {"prompt": "x"})
         cost = pricing.cost_of(run, usage={"prompt_tokens": 1000, "completion_tokens": 500}, result={})
-        # 1000 × 0.282/1e6 + 500 × 0.827/1e6 ; 1000 × 25608/1e6 + 500 × 75147/1e6
-        assert cost.usd == D("0.0006955")
-        assert cost.neurons == D("63.1815")
+        # 1000 × 0.152/1e6 + 500 × 0.287/1e6 ; 1000 × 13778/1e6 + 500 × 26128/1e6
+        assert cost.usd == D("0.0002955")
+        assert cost.neurons == D("26.842")
         assert cost.estimated is False
         assert len(cost.price_ids) == 2
 
@@ -113,8 +114,10 @@ class TestHandComputed:
         assert pricing.seed_prices() == 0
         assert Price.objects.count() == count
         assert Price.objects.filter(model="@cf/openai/whisper", unit="audio_minute").exists()
-        # every model with a price in cloudflare-facts.md's table: 21 of them
-        assert Price.objects.order_by().values("model").distinct().count() == 21
+        # every model of the snapshot with a published price (current and retired)
+        priced = {m.name for m in catalog.MODELS if m.prices}
+        assert set(Price.objects.order_by().values_list("model", flat=True).distinct()) == priced
+        assert len(priced) >= 60
 
 
 def submit_and_execute(user, model, payload, uploads=None):
@@ -139,7 +142,7 @@ class TestThroughThePipeline:
         assert (streamed.cost_usd, streamed.cost_neurons, streamed.cost_estimated) == (
             plain.cost_usd, plain.cost_neurons, plain.cost_estimated)
         u = plain.usage
-        expected = (D(u["prompt_tokens"]) * D("0.282") + D(u["completion_tokens"]) * D("0.827")) / D(1_000_000)
+        expected = (D(u["prompt_tokens"]) * D("0.152") + D(u["completion_tokens"]) * D("0.287")) / D(1_000_000)
         assert plain.cost_usd == expected.quantize(D("1e-10"))
         assert sorted(streamed.cost_prices) == sorted(plain.cost_prices) and len(plain.cost_prices) == 2
 

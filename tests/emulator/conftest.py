@@ -33,7 +33,7 @@ EXTRA_MODELS = {
     "@cf/microsoft/resnet-50": "image-classification",
     "@cf/facebook/detr-resnet-50": "object-detection",
     "@cf/meta/m2m100-1.2b": "translation",
-    "@cf/facebook/bart-large-cnn": "summarization",
+    "@cf/test/summarizer": "summarization",  # every summarization model is retired
     "@cf/llava-hf/llava-1.5-7b-hf": "image-to-text",
     "@cf/test/image-text-to-text": "image-text-to-text",
     "@cf/test/multimodal-embeddings": "multimodal-embeddings",

@@ -159,7 +159,7 @@ def test_translation_requires_target_lang(run):
 
 def test_summarization_respects_max_length(run):
     text = " ".join(f"word{i}" for i in range(100))
-    result = _ok(run("@cf/facebook/bart-large-cnn", {"input_text": text, "max_length": 10}))
+    result = _ok(run("@cf/test/summarizer", {"input_text": text, "max_length": 10}))
     assert set(result) == {"summary"}
     assert result["summary"].split() == [f"word{i}" for i in range(10)]
 

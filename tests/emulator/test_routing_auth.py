@@ -60,7 +60,7 @@ def test_encoded_slash_in_model_is_7000(emulator):
 
 
 def test_encoded_at_sign_is_fine(emulator):
-    url = f"{emulator.base_url}/accounts/{ACCOUNT}/ai/run/%40cf/meta/llama-3.1-8b-instruct"
+    url = f"{emulator.base_url}/accounts/{ACCOUNT}/ai/run/%40cf/meta/llama-3.1-8b-instruct-fp8"
     assert requests.post(url, headers=AUTH, json={"prompt": "hi"}, timeout=10).status_code == 200
     assert emulator.requests[-1]["model"] == LLAMA
 
