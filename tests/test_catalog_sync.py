@@ -10,8 +10,8 @@ from django.core.management import CommandError, call_command
 
 from inference import catalog
 from inference.catalog_db import resolve_model, task_slug
-from inference.services.catalog_sync import sync_models
 from inference.models import CatalogModel, Run
+from inference.services.catalog_sync import sync_models
 
 from .conftest import wait_for_status
 
