@@ -41,9 +41,11 @@ SHAPE_ONLY_MODELS = {
     "multimodal-embeddings": "@cf/cfai-test/multimodal-embed",
 }
 
-# One valid case per shape: the first 15 of the table, in ALL_SHAPES order.
-E2E_CASES = VALID_CASES[: len(ALL_SHAPES)]
-assert [c[0] for c in E2E_CASES] == list(ALL_SHAPES)
+# One valid case per shape: the first of the table for each, in ALL_SHAPES order.
+_FIRST = {}
+for _case in VALID_CASES:
+    _FIRST.setdefault(_case[0], _case)
+E2E_CASES = [_FIRST[shape] for shape in ALL_SHAPES]
 
 # Media fields of each e2e case and how the emulator must have received them
 # ("uint8": a JSON array of bytes; "base64": a string).
@@ -147,7 +149,8 @@ def _model_for(task: str, model: str | None, emulator) -> tuple[str, str | None]
     """(model name, task to send): shape-only tasks go through ``task``."""
     if model is not None:
         return model, None
-    name = SHAPE_ONLY_MODELS[task]
+    # A model outside the catalog, validated by the run endpoint's shape of its task.
+    name = SHAPE_ONLY_MODELS.get(task, f"@cf/cfai-test/{task}")
     emulator.register_model(name, task)
     return name, task
 
@@ -270,7 +273,7 @@ def _error_key(path: str) -> str:
 def test_invalid_input_is_refused_before_anything_happens(api, emulator, shape, task, model, payload, path):
     send_task = None
     if model is None:
-        model, send_task = SHAPE_ONLY_MODELS[task], task
+        model, send_task = SHAPE_ONLY_MODELS.get(task, f"@cf/cfai-test/{task}"), task
     response = _submit(api, model, payload, send_task)
     assert response.status_code == 400, response.content[:300]
     body = response.json()
