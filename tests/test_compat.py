@@ -21,7 +21,7 @@ from .conftest import ACCOUNT_ID, CF_TOKEN
 LLAMA = "@cf/meta/llama-3.1-8b-instruct-fp8"
 SDXL = "@cf/stabilityai/stable-diffusion-xl-base-1.0"
 FLUX = "@cf/black-forest-labs/flux-1-schnell"
-LLAMA_ENCODED = "%40cf%2Fmeta%2Fllama-3.1-8b-instruct"
+LLAMA_ENCODED = "%40cf%2Fmeta%2Fllama-3.1-8b-instruct-fp8"
 
 # No Celery involved: the endpoint executes in the web process, so the embedded
 # (SQLite) configuration runs these too.
@@ -106,7 +106,7 @@ class TestOfficialSDK:
 
 
 class TestJSONAndBinary:
-    @pytest.mark.parametrize("name", [LLAMA, LLAMA_ENCODED, "%40cf/meta/llama-3.1-8b-instruct"])
+    @pytest.mark.parametrize("name", [LLAMA, LLAMA_ENCODED, "%40cf/meta/llama-3.1-8b-instruct-fp8"])
     def test_model_name_literal_or_percent_encoded(self, base, key, emulator, name):
         response = post(base, key, name, {"prompt": "hello", "max_tokens": 20})
         assert response.status_code == 200, response.text
