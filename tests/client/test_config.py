@@ -116,7 +116,7 @@ def test_literal_model_path(rsps):
 def test_percent_encoded_model_is_unquoted(rsps):
     rsps.post(f"{RUN}/{LLAMA}", json=envelope({"response": "hi"}))
     client = WorkersAIClient(ACCOUNT, api_token=TOKEN)
-    client.run("%40cf%2Fmeta%2Fllama-3.1-8b-instruct", {"prompt": "x"})
+    client.run("%40cf%2Fmeta%2Fllama-3.1-8b-instruct-fp8", {"prompt": "x"})
     assert rsps.calls[0].request.url.endswith("/ai/run/@cf/meta/llama-3.1-8b-instruct-fp8")
 
 

@@ -193,7 +193,7 @@ def test_model_schema(rsps, client):
         json=envelope(schema),
         match=[matchers.query_param_matcher({"model": LLAMA})],
     )
-    assert client.model_schema("%40cf%2Fmeta%2Fllama-3.1-8b-instruct") == schema
+    assert client.model_schema("%40cf%2Fmeta%2Fllama-3.1-8b-instruct-fp8") == schema
 
 
 def test_model_schema_non_json_is_protocol_error(rsps, client):

@@ -52,7 +52,7 @@ def test_configured_credentials(strict, headers, account, status, scheme):
 
 
 def test_encoded_slash_in_model_is_7000(emulator):
-    url = f"{emulator.base_url}/accounts/{ACCOUNT}/ai/run/@cf%2Fmeta%2Fllama-3.1-8b-instruct"
+    url = f"{emulator.base_url}/accounts/{ACCOUNT}/ai/run/@cf%2Fmeta%2Fllama-3.1-8b-instruct-fp8"
     response = requests.post(url, headers=AUTH, json={"prompt": "hi"}, timeout=10)
     assert response.status_code == 400
     assert response.json() == {"success": False, "errors": [{"code": 7000, "message": "No route for that URI"}],
